@@ -1,0 +1,140 @@
+"""Single-session echo throughput: AsyncEnvClient and EnvClient vs a raw websockets ping-pong.
+
+All three run in this one process against servers in separate processes on 127.0.0.1, with the
+same frame sizes, interleaved over several rounds; the medians are compared as ratios, never as
+absolute times across runs (the machine is shared and noisy).
+
+    .venv/bin/python benchmarks/single_session.py [--seconds 2] [--rounds 5] [--message-size 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+from websockets.asyncio.client import connect
+
+from envs.echo_env import AsyncEchoEnv, EchoAction, EchoEnv
+from envs.echo_env.models import EchoObservation
+from openenv.protocol import Codec, Result, Step, request_type
+
+
+async def rate(call: Callable[[], Awaitable[object]], seconds: float) -> float:
+    for _ in range(200):
+        await call()
+    count, started = 0, time.perf_counter()
+    deadline = started + seconds
+    while True:
+        for _ in range(100):
+            await call()
+        count += 100
+        now = time.perf_counter()
+        if now >= deadline:
+            return count / (now - started)
+
+
+def sync_rate(call: Callable[[], object], seconds: float) -> float:
+    for _ in range(200):
+        call()
+    count, started = 0, time.perf_counter()
+    deadline = started + seconds
+    while True:
+        for _ in range(100):
+            call()
+        count += 100
+        now = time.perf_counter()
+        if now >= deadline:
+            return count / (now - started)
+
+
+def wire_sizes(message_size: int) -> tuple[bytes, int]:
+    """The step request frame, and the size of the reply frame, our client exchanges."""
+    action = EchoAction(message="x" * message_size)
+    request = Codec(request_type(EchoAction)).encode(Step(id=123456, action=action))
+    observation = EchoObservation(
+        echoed_message=action.message, message_length=message_size, reward=message_size / 10
+    )
+    reply = Codec(request_type(EchoAction)).encode(
+        Result(id=123456, observation=observation, reward=observation.reward)
+    )
+    return request, len(reply)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--message-size", type=int, default=100)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+
+    request, reply_size = wire_sizes(args.message_size)
+    raw_server = subprocess.Popen(
+        [sys.executable, "-m", "openenv.bench.raw_server", str(reply_size)],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        text=True,
+    )
+    assert raw_server.stdout is not None
+    raw_url = raw_server.stdout.readline().strip()
+    sync_env = EchoEnv.from_process(transport="tcp")
+    action = EchoAction(message="x" * args.message_size)
+    figures: dict[str, list[float]] = {"raw": [], "async": [], "sync": []}
+    try:
+        sync_env.reset()
+
+        async def measure_async_side() -> None:
+            async with connect(raw_url, compression=None, proxy=None) as raw:
+
+                async def raw_call() -> object:
+                    await raw.send(request)
+                    return await raw.recv()
+
+                figures["raw"].append(await rate(raw_call, args.seconds))
+            async with AsyncEchoEnv(sync_env.endpoint) as env:
+                await env.reset()
+                figures["async"].append(await rate(lambda: env.step(action), args.seconds))
+
+        for round_ in range(args.rounds):
+            asyncio.run(measure_async_side())
+            figures["sync"].append(sync_rate(lambda: sync_env.step(action), args.seconds))
+            print(
+                f"round {round_ + 1}: "
+                + "  ".join(f"{name} {values[-1]:,.0f}" for name, values in figures.items())
+                + " steps/s",
+                flush=True,
+            )
+    finally:
+        sync_env.close()
+        raw_server.kill()
+        raw_server.wait()
+
+    medians = {name: statistics.median(values) for name, values in figures.items()}
+    result = {
+        "message_size": args.message_size,
+        "raw_steps_per_s": round(medians["raw"]),
+        "async_steps_per_s": round(medians["async"]),
+        "sync_steps_per_s": round(medians["sync"]),
+        "async_vs_raw": round(medians["async"] / medians["raw"], 3),
+        "sync_vs_async": round(medians["sync"] / medians["async"], 3),
+    }
+    print(json.dumps(result, indent=2))
+    print(
+        f"AsyncEnvClient = {result['async_vs_raw']:.2f} x raw websockets (target >= 0.85); "
+        f"EnvClient = {result['sync_vs_async']:.2f} x AsyncEnvClient (target >= 0.85)"
+    )
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(result, out, indent=2)
+
+
+if __name__ == "__main__":
+    main()

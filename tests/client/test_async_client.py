@@ -1,0 +1,167 @@
+"""AsyncEnvClient against real servers: errors mapped at the boundary, timeouts, ids."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+
+from envs.echo_env import AsyncEchoEnv, EchoAction
+from envs.echo_env.models import EchoObservation
+from envs.echo_env.server.echo_environment import EchoEnvironment
+from openenv import (
+    AsyncEnvClient,
+    AuthenticationError,
+    ConnectError,
+    ConnectionLostError,
+    EnvError,
+    EnvTimeoutError,
+    InvalidActionError,
+    NotResetError,
+    OpenEnvError,
+    ServerTimeoutError,
+    VersionMismatchError,
+)
+from openenv.protocol import Codec, Hello, request_type
+from openenv.server import ServerConfig, create_app
+from tests.conftest import running_server
+
+
+class SlowEchoEnvironment(EchoEnvironment):
+    async def step(self, action: EchoAction) -> EchoObservation:  # type: ignore[override]
+        await asyncio.sleep(float(action.metadata.get("sleep", 0)))
+        if action.message == "boom":
+            raise RuntimeError("kaboom")
+        return super().step(action)
+
+
+def slow_app(**config: Any) -> Any:
+    return create_app(SlowEchoEnvironment, config=ServerConfig(**config))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_typed_results_and_state(echo_server: str) -> None:
+    async with AsyncEchoEnv(echo_server) as env:
+        assert env.hello is not None and env.hello.env == "echo_env"
+        first = await env.reset(episode_id="ep-1")
+        assert isinstance(first.observation, EchoObservation)
+        await env.step(EchoAction(message="a"))
+        state = await env.state()
+        assert (state.episode_id, state.step_count) == ("ep-1", 1)
+
+
+async def test_generic_client_works_with_any_server(echo_server: str) -> None:
+    async with AsyncEnvClient[Any, Any, Any](echo_server) as env:
+        result = await env.reset()
+        assert result.reward == 0.0
+
+
+async def test_remote_errors_raise_precise_exceptions() -> None:
+    async with running_server(slow_app()) as address, AsyncEchoEnv(address) as env:
+        with pytest.raises(NotResetError):
+            await env.step(EchoAction(message="x"))
+        await env.reset()
+        with pytest.raises(EnvError, match="RuntimeError: kaboom") as caught:
+            await env.step(EchoAction(message="boom"))
+        assert caught.value.code == "env_error"
+        with pytest.raises(InvalidActionError, match=r"\$\.action\.message"):
+            await env.step(EchoAction(message=123))  # type: ignore[arg-type]
+        assert (await env.step(EchoAction(message="fine"))).observation.echoed_message == "fine"
+
+
+async def test_client_timeout_then_late_reply_is_dropped_not_misread() -> None:
+    async with running_server(slow_app()) as address:
+        env = AsyncEchoEnv(address, timeout=0.2)
+        async with env:
+            await env.reset()
+            with pytest.raises(EnvTimeoutError, match=r"0\.2 s"):
+                await env.step(EchoAction(message="late", metadata={"sleep": 0.5}))
+            await asyncio.sleep(0.5)  # the late reply to the timed-out step arrives meanwhile
+            result = await env.step(EchoAction(message="on time"))
+            assert result.observation.echoed_message == "on time"
+
+
+async def test_cancelled_call_leaves_the_session_usable() -> None:
+    async with running_server(slow_app()) as address, AsyncEchoEnv(address) as env:
+        await env.reset()
+        task = asyncio.create_task(env.step(EchoAction(message="slow", metadata={"sleep": 0.3})))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        result = await env.step(EchoAction(message="next"))
+        assert result.observation.echoed_message == "next"
+
+
+async def test_server_step_timeout_is_server_timeout_error() -> None:
+    async with running_server(slow_app(step_timeout=0.1)) as address, AsyncEchoEnv(address) as env:
+        await env.reset()
+        with pytest.raises(ServerTimeoutError):
+            await env.step(EchoAction(message="x", metadata={"sleep": 1}))
+        with pytest.raises(ConnectionLostError, match="1011"):
+            await env.step(EchoAction(message="x"))
+
+
+async def test_nothing_listening_is_connect_error() -> None:
+    with pytest.raises(ConnectError, match="cannot connect"):
+        await AsyncEchoEnv(f"ws://127.0.0.1:{free_port()}", connect_timeout=2).connect()
+
+
+async def test_wrong_token_is_authentication_error() -> None:
+    async with running_server(slow_app(token="right")) as address:
+        with pytest.raises(AuthenticationError, match="token"):
+            await AsyncEchoEnv(address, token="wrong").connect()
+        with pytest.raises(AuthenticationError):
+            await AsyncEchoEnv(address).connect()
+        async with AsyncEchoEnv(address, token="right") as env:
+            await env.reset()
+
+
+async def test_server_gone_mid_session_is_connection_lost() -> None:
+    async with running_server(slow_app()) as address:
+        env = AsyncEchoEnv(address)
+        await env.reset()
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(ConnectionLostError):
+        await env.step(EchoAction(message="anyone?"))
+    assert asyncio.get_running_loop().time() - started < 2
+    await env.close()
+
+
+async def test_version_mismatch_is_reported() -> None:
+    codec: Codec[Any] = Codec(request_type(EchoAction))
+    from websockets.asyncio.server import serve
+
+    async def old_server(ws: Any) -> None:
+        await ws.send(codec.encode(Hello(protocol=0, env="old", session_id="x")))
+        await ws.wait_closed()
+
+    async with serve(old_server, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(VersionMismatchError, match="protocol 0"):
+            await AsyncEchoEnv(f"ws://127.0.0.1:{port}").connect()
+
+
+async def test_closed_client_refuses_calls_and_close_is_idempotent(echo_server: str) -> None:
+    env = AsyncEchoEnv(echo_server)
+    await env.reset()
+    await env.close()
+    await env.close()
+    with pytest.raises(OpenEnvError, match="closed"):
+        await env.reset()
+
+
+async def test_calls_on_one_client_are_serialised(echo_server: str) -> None:
+    async with AsyncEchoEnv(echo_server) as env:
+        await env.reset()
+        messages = [f"m{i}" for i in range(50)]
+        results = await asyncio.gather(*(env.step(EchoAction(message=m)) for m in messages))
+        assert [r.observation.echoed_message for r in results] == messages
+        assert (await env.state()).step_count == 50

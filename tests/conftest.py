@@ -1,0 +1,114 @@
+"""Shared fixtures: real echo servers (in process, over TCP port 0, over a unix socket)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from envs.echo_env.server.echo_environment import EchoEnvironment
+from openenv.server import ServerConfig, create_app
+
+
+@asynccontextmanager
+async def running_server(
+    app: Any, *, uds: str | None = None, **uvicorn_options: Any
+) -> AsyncIterator[str]:
+    """Serve ``app`` with real uvicorn in this process on 127.0.0.1 port 0 or ``uds``; yields
+    the address clients connect to."""
+    options: dict[str, Any] = {
+        "ws": "websockets-sansio",
+        "lifespan": "off",
+        "log_level": "warning",
+        "ws_per_message_deflate": False,
+        **uvicorn_options,
+    }
+    if uds is None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(app, **options)
+        address = f"ws://127.0.0.1:{port}/ws"
+        sockets = [sock]
+    else:
+        config = uvicorn.Config(app, uds=uds, **options)
+        address = f"unix://{uds}"
+        sockets = None
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=sockets))
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    await task
+                await asyncio.sleep(0.01)
+        yield address
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+        if uds is None:
+            sock.close()
+
+
+@pytest.fixture
+def echo_app_factory() -> Any:
+    def make(**config: Any) -> Any:
+        return create_app(EchoEnvironment, config=ServerConfig(**config))
+
+    return make
+
+
+@pytest.fixture
+async def echo_server() -> AsyncIterator[str]:
+    """A real echo server over TCP on 127.0.0.1, port 0."""
+    async with running_server(create_app(EchoEnvironment, config=ServerConfig())) as address:
+        yield address
+
+
+@pytest.fixture
+def tmp_uds() -> Iterator[str]:
+    """A unix socket path short enough for the kernel's 108-byte limit."""
+    with tempfile.TemporaryDirectory(prefix="oe-") as directory:
+        yield os.path.join(directory, "s.sock")
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def openenv_children() -> list[str]:
+    """Command lines of this process's live children that are env servers."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+            cmdline = (status.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError):
+            continue
+        # fields[0] is the state, fields[1] the parent pid; zombies are already gone.
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and "openenv serve" in cmdline:
+            found.append(cmdline.strip())
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_leaks() -> Iterator[None]:
+    """After the whole run, no env server started by a test may still be running."""
+    yield
+    deadline = 50
+    while openenv_children() and deadline:
+        import time
+
+        time.sleep(0.1)
+        deadline -= 1
+    assert openenv_children() == [], "env server processes outlived the test run"

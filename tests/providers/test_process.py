@@ -1,0 +1,118 @@
+"""LocalProcessProvider with real subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from envs.echo_env import AsyncEchoEnv, EchoAction
+from openenv import AuthenticationError, ConnectionLostError, ProviderError
+from openenv.providers import LocalProcessProvider
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+async def test_start_connect_stop(transport: str) -> None:
+    async with LocalProcessProvider("envs.echo_env", transport=transport) as provider:  # type: ignore[arg-type]
+        server = await provider.start()
+        assert server.endpoint.token, "servers get a random token by default"
+        if transport == "unix":
+            assert server.endpoint.unix_socket is not None
+        else:
+            assert server.endpoint.url.startswith("ws://127.0.0.1:")
+        assert await provider.is_alive(server)
+        async with AsyncEchoEnv(server.endpoint) as env:
+            assert (await env.reset()).reward == 0.0
+        with pytest.raises(AuthenticationError):
+            await AsyncEchoEnv(server.endpoint.with_token("guess")).connect()
+        pid = int(server.id)
+        await provider.stop(server)
+        assert not pid_alive(pid)
+        assert provider.running() == []
+
+
+async def test_close_stops_every_server() -> None:
+    provider = LocalProcessProvider("envs.echo_env")
+    servers = await asyncio.gather(*(provider.start() for _ in range(3)))
+    await provider.close()
+    assert not any(pid_alive(int(s.id)) for s in servers)
+
+
+async def test_killed_server_is_detected_and_the_client_fails_fast() -> None:
+    async with LocalProcessProvider("envs.echo_env") as provider:
+        server = await provider.start()
+        async with AsyncEchoEnv(server.endpoint) as env:
+            await env.reset()
+            provider.kill(server)
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(ConnectionLostError):
+                await env.step(EchoAction(message="x"))
+            assert asyncio.get_running_loop().time() - started < 2
+        await asyncio.sleep(0.1)
+        assert not await provider.is_alive(server)
+
+
+async def test_a_server_that_cannot_start_raises_provider_error_with_its_log() -> None:
+    provider = LocalProcessProvider("no_such_module_anywhere", startup_timeout=20)
+    with pytest.raises(ProviderError, match="No module named 'no_such_module_anywhere'"):
+        await provider.start()
+    assert provider.running() == []
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_no_orphan_when_the_client_process_dies(how: signal.Signals, tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from envs.echo_env import EchoEnv
+        env = EchoEnv.from_process()
+        env.reset()
+        print(env._async.endpoint, flush=True)
+        time.sleep(60)
+        """
+    )
+    client = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=os.getcwd()
+    )
+    try:
+        assert client.stdout is not None
+        client.stdout.readline()
+        servers = [
+            pid
+            for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+            if pid_alive(pid) and _parent(pid) == client.pid
+        ]
+        assert len(servers) == 1
+        client.send_signal(how)
+        client.wait(10)
+        for _ in range(100):
+            if not pid_alive(servers[0]):
+                break
+            import time
+
+            time.sleep(0.05)
+        assert not pid_alive(servers[0]), "the env server outlived its client"
+    finally:
+        client.kill()
+        client.wait()
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError):
+        return -1
