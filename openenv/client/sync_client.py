@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
 from openenv.client.async_client import AsyncEnvClient
-from openenv.client.loop_thread import run_sync
+from openenv.client.portal import run_sync
 from openenv.endpoint import Endpoint
 from openenv.protocol import Hello
 from openenv.types import Action, Observation, State, StepResult
@@ -61,6 +61,11 @@ class EnvClient(Generic[ActT, ObsT, StateT]):
     def hello(self) -> Hello | None:
         """The server's greeting once connected."""
         return self._async.hello
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close`` was called."""
+        return self._async.closed
 
     def connect(self) -> Hello:
         """Open the session now rather than on the first call."""

@@ -159,26 +159,33 @@ class Session:
             _Answer: ``env_error`` when the env raised (the session stays open), ``timeout``
                 when it exceeded the limit (the session closes: the env's state is unknown).
         """
+        limit = self._config.step_timeout
+        deadline = None
         try:
-            async with asyncio.timeout(self._config.step_timeout):
-                if self._thread is not None and not inspect.iscoroutinefunction(method):
-                    loop = asyncio.get_running_loop()
-                    call = functools.partial(method, *args, **kwargs)
-                    result = await loop.run_in_executor(self._thread, call)
-                else:
-                    result = method(*args, **kwargs)
-                if inspect.isawaitable(result):
-                    result = await result
-                return result
-        except TimeoutError:
-            limit = self._config.step_timeout
-            message = f"the environment exceeded the server's {limit} s step limit; session closed"
-            error = Error(code=ErrorCode.TIMEOUT, message=message, id=request_id)
-            raise _Answer(error, CLOSE_INTERNAL_ERROR) from None
+            if limit is None:
+                return await self._invoke(method, *args, **kwargs)
+            async with asyncio.timeout(limit) as deadline:
+                return await self._invoke(method, *args, **kwargs)
         except Exception as exc:
+            if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
+                message = (
+                    f"the environment exceeded the server's {limit} s step limit; session closed"
+                )
+                error = Error(code=ErrorCode.TIMEOUT, message=message, id=request_id)
+                raise _Answer(error, CLOSE_INTERNAL_ERROR) from None
             log.debug("env raised in session %s", self._hello.session_id, exc_info=True)
             message = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
             raise _Answer(Error(code=ErrorCode.ENV_ERROR, message=message, id=request_id)) from exc
+
+    async def _invoke(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self._thread is not None and not inspect.iscoroutinefunction(method):
+            call = functools.partial(method, *args, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+        result = method(*args, **kwargs)
+        # A sync env returns its Struct directly: skip the slower awaitable check on that path.
+        if not isinstance(result, msgspec.Struct) and inspect.isawaitable(result):
+            result = await result
+        return result
 
     async def _release(self) -> None:
         try:

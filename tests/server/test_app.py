@@ -228,3 +228,23 @@ def test_each_session_gets_its_own_env() -> None:
             call(a, Step(id=2, action=EchoAction(message="a")))
             assert call(a, GetState(id=3)).state.step_count == 1
             assert call(b, GetState(id=2)).state.step_count == 0
+
+
+class TimeoutRaisingEnvironment(EchoEnvironment):
+    def step(self, action: EchoAction) -> EchoObservation:
+        raise TimeoutError("the env's own deadline")
+
+
+@pytest.mark.parametrize("step_timeout", [None, 5.0])
+def test_an_envs_own_timeout_error_is_env_error_not_a_server_timeout(
+    step_timeout: float | None,
+) -> None:
+    with client_for(TimeoutRaisingEnvironment, step_timeout=step_timeout) as client:
+        with client.websocket_connect("/ws") as ws:
+            open_session(ws)
+            call(ws, Reset(id=1))
+            reply = call(ws, Step(id=2, action=EchoAction(message="x")))
+            assert isinstance(reply, Error)
+            assert reply.code == "env_error"
+            assert "the env's own deadline" in reply.message
+            assert isinstance(call(ws, Reset(id=3)), Result)

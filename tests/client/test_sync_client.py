@@ -1,0 +1,89 @@
+"""EnvClient: the sync twin, over real servers started as local processes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from envs.echo_env import AsyncEchoEnv, EchoAction, EchoEnv
+from openenv import EnvClient, NotResetError
+from openenv.client.portal import run_sync
+
+
+def test_sync_client_mirrors_every_public_name_of_the_async_one() -> None:
+    type_attributes = {"action_type", "observation_type", "state_type", "server_app"}
+    async_names = {n for n in dir(AsyncEchoEnv) if not n.startswith("_")} - type_attributes
+    assert async_names <= set(dir(EchoEnv))
+    assert "endpoint" in dir(EchoEnv)
+
+
+def test_errors_come_through_unchanged() -> None:
+    with EchoEnv.from_process() as env, pytest.raises(NotResetError):
+        env.step(EchoAction(message="x"))
+
+
+def test_idle_sync_client_still_answers_pings() -> None:
+    # The server reaps peers that miss a pong within 0.3 s; the client sleeps far longer
+    # between calls, so only a loop driven in the background keeps the session alive.
+    options = {"OPENENV_PING_INTERVAL": "0.2", "OPENENV_PING_TIMEOUT": "0.3"}
+    with EchoEnv.from_process(env=options) as env:
+        env.reset()
+        time.sleep(1.5)
+        assert env.step(EchoAction(message="still here")).observation.echoed_message == "still here"
+
+
+def test_many_threads_each_with_a_client_run_concurrently() -> None:
+    with EchoEnv.from_process(env={"OPENENV_MAX_SESSIONS": "9"}) as first:
+        endpoint = first.endpoint
+
+        def episode(index: int) -> list[str]:
+            with EnvClient.wrap(run_sync(_connected(endpoint))) as env:
+                env.reset()
+                return [
+                    env.step(EchoAction(message=f"{index}-{i}")).observation.echoed_message  # type: ignore[attr-defined]
+                    for i in range(50)
+                ]
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(episode, range(8)))
+        assert results == [[f"{t}-{i}" for i in range(50)] for t in range(8)]
+
+
+async def _connected(endpoint: object) -> AsyncEchoEnv:
+    env = AsyncEchoEnv(endpoint)  # type: ignore[arg-type]
+    await env.connect()
+    return env
+
+
+def test_calling_from_the_clients_own_loop_is_refused() -> None:
+    with EchoEnv.from_process() as env:
+
+        async def inside() -> None:
+            env.reset()
+
+        with pytest.raises(RuntimeError, match="own event loop"):
+            run_sync(inside())
+
+
+def test_sync_calls_from_a_thread_running_its_own_loop() -> None:
+    import asyncio
+
+    errors: list[BaseException] = []
+
+    def jupyter_like() -> None:
+        async def cell() -> None:
+            with EchoEnv.from_process() as env:
+                assert env.reset().observation.echoed_message == "Echo environment ready!"
+
+        try:
+            asyncio.run(cell())
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=jupyter_like)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive() and errors == []
