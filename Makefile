@@ -6,7 +6,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint images clean
+# Env images build FROM this; machines without a registry make it locally (make base-image).
+BASE_IMAGE ?= $(shell docker image inspect openenv-base:bookworm >/dev/null 2>&1 \
+	&& echo openenv-base:bookworm || echo python:3.11-slim)
+
+.PHONY: install run test lint images base-image clean
 
 install: $(STAMP)
 
@@ -28,6 +32,15 @@ lint: install
 	$(VENV)/bin/ruff check openenv envs tests benchmarks
 	$(VENV)/bin/ruff format --check openenv envs
 	$(VENV)/bin/mypy openenv
+
+# Hermetic env images: wheels built here, installed in the image with pip --no-index.
+images: install
+	$(VENV)/bin/openenv build envs/echo_env --base-image $(BASE_IMAGE)
+
+# Docker engine (Debian's docker.io) and the local base image openenv-base:bookworm, made with
+# debootstrap and cached in /var/cache/openenv: for machines with no container registry. Root.
+base-image:
+	bash .ci/docker-setup.sh
 
 clean:
 	rm -rf $(VENV) .build .pytest_cache .mypy_cache .ruff_cache

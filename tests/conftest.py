@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -101,14 +103,57 @@ def openenv_children() -> list[str]:
     return found
 
 
+def docker_problem() -> str | None:
+    """Why Docker tests cannot run here, or None when they can."""
+    import shutil
+
+    if shutil.which("docker") is None:
+        return "no docker CLI"
+    done = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=20)
+    return None if done.returncode == 0 else "no Docker daemon answers"
+
+
+def our_containers() -> list[str]:
+    """Managed containers owned by this test process."""
+    if docker_problem() is not None:
+        return []
+    done = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=openenv.owner_pid={os.getpid()}"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    return done.stdout.split()
+
+
+@pytest.fixture(scope="session")
+def docker_images() -> None:
+    """Docker tests need a daemon and the env images: skip loudly without them, or fail when
+    OPENENV_REQUIRE_DOCKER=1 (CI) says they must run."""
+    problem = docker_problem()
+    if problem is None:
+        for image in ("echo-env:latest",):
+            done = subprocess.run(["docker", "image", "inspect", image], capture_output=True)
+            if done.returncode != 0:
+                problem = f"image {image} is missing (make images)"
+                break
+    if problem is None:
+        return
+    if os.environ.get("OPENENV_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"OPENENV_REQUIRE_DOCKER=1 but {problem}")
+    pytest.skip(f"DOCKER TESTS SKIPPED: {problem}")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def nothing_leaks() -> Iterator[None]:
-    """After the whole run, no env server started by a test may still be running."""
+    """After the whole run, no env server process or container started by a test may remain."""
     yield
-    deadline = 50
-    while openenv_children() and deadline:
-        import time
-
+    for _ in range(50):
+        if not openenv_children() and not our_containers():
+            break
         time.sleep(0.1)
-        deadline -= 1
     assert openenv_children() == [], "env server processes outlived the test run"
+    leftovers = our_containers()
+    if leftovers:
+        subprocess.run(["docker", "rm", "-f", *leftovers], capture_output=True, timeout=60)
+    assert leftovers == [], "containers outlived the test run"

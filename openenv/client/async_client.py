@@ -112,7 +112,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
     async def from_docker_image(cls: type[ClientT], image: str, **options: Any) -> ClientT:
         """Start a container of ``image`` and connect to it; it is removed when the client
         closes. ``options`` go to :class:`~openenv.providers.LocalDockerProvider`."""
-        from openenv.providers.docker import LocalDockerProvider  # type: ignore[import-not-found]
+        from openenv.providers.docker import LocalDockerProvider
 
         client: ClientT = await LocalDockerProvider(image, **options).open_client(cls)
         return client

@@ -63,18 +63,14 @@ class Provider(ABC):
         await asyncio.gather(*(self.stop(server) for server in self.running()))
 
     async def open_client(self, client_cls: type[ClientT], **client_options: Any) -> ClientT:
-        """Start one server and return a connected client that owns it: closing the client
-        stops the server."""
-        server = await self.start()
-
-        async def stop_server() -> None:
-            await self.stop(server)
-
-        client = client_cls(server.endpoint, on_close=stop_server, **client_options)
+        """Start one server and return a connected client that owns this provider: closing
+        the client closes the provider, and with it the server."""
         try:
+            server = await self.start()
+            client = client_cls(server.endpoint, on_close=self.close, **client_options)
             await client.connect()
         except BaseException:
-            await client.close()
+            await self.close()
             raise
         return client
 

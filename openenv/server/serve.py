@@ -2,6 +2,7 @@
 
 Once it accepts sessions the server announces its address (with the real port when asked for
 port 0): on stdout for a person, or as one line on ``ready_fd`` for the provider that started it.
+Across a container boundary it writes that line to ``ready_file`` instead.
 With ``watch_parent`` it exits when its stdin closes, i.e. when the process that started it is
 gone, so no server outlives the client that started it.
 """
@@ -83,6 +84,7 @@ def serve(
     port: int = 8000,
     uds: str | None = None,
     ready_fd: int | None = None,
+    ready_file: str | None = None,
     watch_parent: bool = False,
 ) -> None:
     """Serve ``target`` (an app or a :func:`load_app` string) until interrupted."""
@@ -91,11 +93,11 @@ def serve(
     if watch_parent:
         _exit_when_stdin_closes(server)
     with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
-        runner.run(_serve_and_announce(server, uds, ready_fd))
+        runner.run(_serve_and_announce(server, uds, ready_fd, ready_file))
 
 
 async def _serve_and_announce(
-    server: uvicorn.Server, uds: str | None, ready_fd: int | None
+    server: uvicorn.Server, uds: str | None, ready_fd: int | None, ready_file: str | None
 ) -> None:
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -104,11 +106,15 @@ async def _serve_and_announce(
             raise SystemExit("server stopped during start-up")
         await asyncio.sleep(0.005)
     url = _ws_url(server, uds)
-    if ready_fd is None:
-        print(f"openenv: serving on {url}", flush=True)
-    else:
+    if ready_fd is not None:
         os.write(ready_fd, f"{url}\n".encode())
         os.close(ready_fd)
+    elif ready_file is not None:
+        # Written whole, then renamed: a watcher never reads half a line.
+        Path(f"{ready_file}.tmp").write_text(f"{url}\n")
+        os.replace(f"{ready_file}.tmp", ready_file)
+    else:
+        print(f"openenv: serving on {url}", flush=True)
     await task
 
 

@@ -1,0 +1,41 @@
+"""The echo environment: the smallest complete env, and the throughput benchmark's subject."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from envs.echo_env.models import EchoAction, EchoObservation
+from openenv.server import Environment
+from openenv.types import State
+
+__all__ = ["EchoEnvironment"]
+
+
+class EchoEnvironment(Environment[EchoAction, EchoObservation, State]):
+    """Echoes every message; the reward is the message length divided by 10."""
+
+    name = "echo_env"
+    action_type = EchoAction
+    observation_type = EchoObservation
+    state_type = State
+
+    def __init__(self) -> None:
+        self._state = State()
+
+    def reset(
+        self, seed: int | None = None, episode_id: str | None = None, **options: Any
+    ) -> EchoObservation:
+        self._state = State(episode_id=episode_id or uuid.uuid4().hex, step_count=0)
+        return EchoObservation(echoed_message="Echo environment ready!", reward=0.0)
+
+    def step(self, action: EchoAction) -> EchoObservation:
+        self._state.step_count += 1
+        message = action.message
+        return EchoObservation(
+            echoed_message=message, message_length=len(message), reward=len(message) / 10
+        )
+
+    @property
+    def state(self) -> State:
+        return self._state

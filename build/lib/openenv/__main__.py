@@ -1,0 +1,3 @@
+from openenv.cli import main
+
+main()

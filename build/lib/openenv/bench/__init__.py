@@ -1,0 +1,1 @@
+"""Throughput measurement: our client against the baselines it is judged by."""

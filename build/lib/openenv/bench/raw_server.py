@@ -1,0 +1,40 @@
+"""The ceiling baseline: a bare ``websockets`` server answering every frame with a fixed reply.
+
+It does what an env server must do at the least (receive a frame, send one back) and nothing
+else, so ``our steps/s ÷ its steps/s`` is the share of the transport's ceiling we reach. Run as
+``python -m openenv.bench.raw_server REPLY_BYTES``; it prints its ``ws://`` address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from websockets.asyncio.server import ServerConnection, serve
+
+
+async def main(reply_bytes: int) -> None:
+    reply = b"r" * reply_bytes
+
+    async def pong(ws: ServerConnection) -> None:
+        async for _ in ws:
+            await ws.send(reply)
+
+    async with serve(pong, "127.0.0.1", 0, compression=None, max_size=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        print(f"ws://127.0.0.1:{port}/", flush=True)
+        await asyncio.Event().wait()  # until killed, or stdin closes
+
+
+def _run() -> None:
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run  # type: ignore[assignment]
+    runner(main(int(sys.argv[1])))
+
+
+if __name__ == "__main__":
+    _run()

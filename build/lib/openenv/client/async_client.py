@@ -1,0 +1,321 @@
+"""``AsyncEnvClient``: one env session over one WebSocket, from asyncio code."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, ClassVar, Generic, TypeVar
+
+from websockets.asyncio.client import ClientConnection, connect, unix_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from openenv.endpoint import Endpoint
+from openenv.exceptions import (
+    AuthenticationError,
+    ConnectError,
+    ConnectionLostError,
+    EnvTimeoutError,
+    ProtocolError,
+    VersionMismatchError,
+    remote_error,
+)
+from openenv.protocol import (
+    PROTOCOL_VERSION,
+    Close,
+    Codec,
+    Error,
+    FrameError,
+    GetState,
+    Hello,
+    Reset,
+    Result,
+    StateReply,
+    Step,
+    reply_type,
+)
+from openenv.types import Action, Observation, State, StepResult
+
+__all__ = ["AsyncEnvClient"]
+
+ActT = TypeVar("ActT", bound=Action)
+ObsT = TypeVar("ObsT", bound=Observation)
+StateT = TypeVar("StateT", bound=State)
+ClientT = TypeVar("ClientT", bound="AsyncEnvClient[Any, Any, Any]")
+
+_DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+
+class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
+    """A session with one env server: ``reset``, ``step``, ``state``, ``close``.
+
+    Each env ships a subclass that names its types (``AsyncEchoEnv``); the base class works with
+    any server, decoding into the base :class:`Observation` and :class:`State`. Calls on one
+    client run one at a time; each has a timeout, and a reply that arrives after its call timed
+    out or was cancelled is recognised by its request id and dropped.
+
+    Args:
+        endpoint: ``ws://host:port``, ``unix:///path.sock`` or an :class:`Endpoint`.
+        token: bearer token, if the server wants one (overrides the endpoint's).
+        connect_timeout: seconds to open the connection and receive the greeting.
+        timeout: seconds each call may take (None: no limit).
+        max_frame_bytes: largest reply accepted.
+        on_close: awaited after the session closes; providers use it to stop the server they
+            started for this client.
+    """
+
+    action_type: ClassVar[type[Action]] = Action
+    observation_type: ClassVar[type[Observation]] = Observation
+    state_type: ClassVar[type[State]] = State
+    #: The env package whose server ``from_process`` starts, e.g. ``"envs.echo_env"``.
+    server_app: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        endpoint: str | Endpoint,
+        *,
+        token: str | None = None,
+        connect_timeout: float = 10.0,
+        timeout: float | None = 60.0,
+        max_frame_bytes: int = _DEFAULT_MAX_FRAME_BYTES,
+        on_close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        if isinstance(endpoint, str):
+            endpoint = Endpoint.parse(endpoint)
+        self.endpoint = endpoint if token is None else endpoint.with_token(token)
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self.max_frame_bytes = max_frame_bytes
+        self._on_close = on_close
+        self._codec: Codec[Any] = _codec_for(self.observation_type, self.state_type)
+        self._ws: ClientConnection | None = None
+        self._hello: Hello | None = None
+        self._ids = itertools.count(1)
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    # Construction through providers.
+
+    @classmethod
+    async def from_process(cls: type[ClientT], **options: Any) -> ClientT:
+        """Start this env's server as a local subprocess and connect to it.
+
+        The server stops when the client closes. ``options`` go to
+        :class:`~openenv.providers.LocalProcessProvider` (e.g. ``transport="tcp"``).
+        """
+        from openenv.providers.process import LocalProcessProvider
+
+        return await LocalProcessProvider(cls._require_app(), **options).open_client(cls)
+
+    @classmethod
+    async def from_docker_image(cls: type[ClientT], image: str, **options: Any) -> ClientT:
+        """Start a container of ``image`` and connect to it; it is removed when the client
+        closes. ``options`` go to :class:`~openenv.providers.LocalDockerProvider`."""
+        from openenv.providers.docker import LocalDockerProvider  # type: ignore[import-not-found]
+
+        client: ClientT = await LocalDockerProvider(image, **options).open_client(cls)
+        return client
+
+    @classmethod
+    def _require_app(cls) -> str:
+        if cls.server_app is None:
+            raise TypeError(f"{cls.__name__} names no server_app to start; pass an endpoint")
+        return cls.server_app
+
+    # The session.
+
+    @property
+    def hello(self) -> Hello | None:
+        """The server's greeting (env name, protocol, schemas) once connected."""
+        return self._hello
+
+    async def connect(self) -> Hello:
+        """Open the session now rather than on the first call; returns the greeting."""
+        async with self._lock:
+            await self._connection()
+        assert self._hello is not None
+        return self._hello
+
+    async def reset(
+        self, *, seed: int | None = None, episode_id: str | None = None, **options: Any
+    ) -> StepResult[ObsT]:
+        """Start a new episode; ``options`` go to the env's ``reset``."""
+        request = Reset(id=next(self._ids), seed=seed, episode_id=episode_id, options=options)
+        return _step_result(await self._call(request))
+
+    async def step(self, action: ActT) -> StepResult[ObsT]:
+        """Apply ``action``; returns the observation, reward and done flag."""
+        return _step_result(await self._call(Step(id=next(self._ids), action=action)))
+
+    async def state(self) -> StateT:
+        """The episode's state (id, step count and what the env adds)."""
+        reply = await self._call(GetState(id=next(self._ids)))
+        assert isinstance(reply, StateReply)
+        state: StateT = reply.state
+        return state
+
+    async def close(self) -> None:
+        """End the session and stop the server this client started, if any. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._ws is not None:
+                await _close_quietly(self._ws, self._codec.encode(Close(id=next(self._ids))))
+        finally:
+            self._ws = None
+            if self._on_close is not None:
+                await self._on_close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close`` was called."""
+        return self._closed
+
+    async def __aenter__(self: ClientT) -> ClientT:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.endpoint}>"
+
+    # Internals.
+
+    async def _call(self, request: Reset | Step[Any] | GetState) -> Any:
+        async with self._lock:
+            ws = await self._connection()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await ws.send(self._codec.encode(request))
+                    reply = await self._reply_to(ws, request.id)
+            except TimeoutError:
+                raise EnvTimeoutError(
+                    f"no reply to {type(request).__name__.lower()} within {self.timeout} s "
+                    f"from {self.endpoint}"
+                ) from None
+            except ConnectionClosed as exc:
+                raise ConnectionLostError(_describe_close(exc, self.endpoint)) from exc
+            except OSError as exc:
+                raise ConnectionLostError(f"connection to {self.endpoint} failed: {exc}") from exc
+        if isinstance(reply, Error):
+            raise remote_error(reply.code, reply.message)
+        return reply
+
+    async def _reply_to(self, ws: ClientConnection, request_id: int) -> Any:
+        while True:
+            reply = self._decode(await ws.recv())
+            reply_id = getattr(reply, "id", None)
+            if reply_id == request_id or (isinstance(reply, Error) and reply_id is None):
+                return reply
+            if reply_id is None or reply_id > request_id:
+                raise ProtocolError(f"reply {reply!r} does not answer request {request_id}")
+            # An earlier request timed out or was cancelled; its late reply is dropped here.
+
+    def _decode(self, frame: bytes | str) -> Any:
+        try:
+            return self._codec.decode(frame)
+        except FrameError as exc:
+            raise ProtocolError(f"undecodable reply from {self.endpoint}: {exc}") from exc
+
+    async def _connection(self) -> ClientConnection:
+        if self._closed:
+            raise ConnectionLostError(f"{self!r} is closed")
+        if self._ws is None:
+            self._ws = await self._open()
+        return self._ws
+
+    async def _open(self) -> ClientConnection:
+        endpoint = self.endpoint
+        headers = {"Authorization": f"Bearer {endpoint.token}"} if endpoint.token else None
+        options: dict[str, Any] = {
+            "additional_headers": headers,
+            "compression": None,
+            "max_size": self.max_frame_bytes,
+            "open_timeout": self.connect_timeout,
+            "proxy": None,
+            "user_agent_header": "openenv",
+        }
+        try:
+            if endpoint.unix_socket is not None:
+                ws = await unix_connect(endpoint.unix_socket, endpoint.url, **options)
+            else:
+                ws = await connect(endpoint.url, **options)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in (401, 403):
+                raise AuthenticationError(
+                    f"{endpoint} refused the session (HTTP {status}): missing or wrong token"
+                ) from exc
+            raise ConnectError(f"{endpoint} refused the session (HTTP {status})") from exc
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            raise ConnectError(
+                f"cannot connect to {endpoint}: {exc or type(exc).__name__}"
+            ) from exc
+        try:
+            self._hello = await self._greeting(ws)
+        except BaseException:
+            await ws.close()
+            raise
+        return ws
+
+    async def _greeting(self, ws: ClientConnection) -> Hello:
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                greeting = self._decode(await ws.recv())
+        except TimeoutError:
+            raise ConnectError(
+                f"{self.endpoint} sent no greeting within {self.connect_timeout} s"
+            ) from None
+        except ConnectionClosed as exc:
+            raise ConnectError(_describe_close(exc, self.endpoint)) from exc
+        if isinstance(greeting, Error):
+            raise remote_error(greeting.code, greeting.message)
+        if not isinstance(greeting, Hello):
+            raise ProtocolError(f"expected a greeting from {self.endpoint}, got {greeting!r}")
+        if greeting.protocol != PROTOCOL_VERSION:
+            raise VersionMismatchError(
+                f"{self.endpoint} speaks protocol {greeting.protocol}, "
+                f"this client speaks {PROTOCOL_VERSION}"
+            )
+        return greeting
+
+
+_CODECS: dict[tuple[type[Any], type[Any]], Codec[Any]] = {}
+
+
+def _codec_for(observation_type: type[Any], state_type: type[Any]) -> Codec[Any]:
+    """One codec per env type pair, shared by every client of that env."""
+    key = (observation_type, state_type)
+    if key not in _CODECS:
+        _CODECS[key] = Codec(reply_type(observation_type, state_type))
+    return _CODECS[key]
+
+
+def _step_result(reply: Result[Any]) -> StepResult[Any]:
+    return StepResult(observation=reply.observation, reward=reply.reward, done=reply.done)
+
+
+def _describe_close(exc: ConnectionClosed, endpoint: Endpoint) -> str:
+    frame = exc.rcvd or exc.sent
+    if frame is None:
+        return f"connection to {endpoint} dropped without a close frame (server gone?)"
+    reason = f": {frame.reason}" if frame.reason else ""
+    return f"{endpoint} closed the session (code {frame.code}{reason})"
+
+
+async def _close_quietly(ws: ClientConnection, close_frame: bytes) -> None:
+    """Say goodbye if the connection still works; a dead one needs no ceremony."""
+    try:
+        await asyncio.wait_for(ws.send(close_frame), 1.0)
+        await asyncio.wait_for(ws.close(), 2.0)
+    except (ConnectionClosed, OSError, TimeoutError):
+        ws.transport.abort()

@@ -1,0 +1,128 @@
+"""How sync clients run their async twins: one shared event loop, driven two ways.
+
+A thread hop per call (``run_coroutine_threadsafe``) costs two thread wake-ups, which on a small
+machine take longer than a loopback round trip itself. So a sync call from a thread without an
+event loop of its own *drives the shared loop itself* for the length of the call: no hop. When
+no call has driven the loop for a moment, a background thread takes over, so keepalive pings
+are still answered while the caller thinks, and calls handed over by other threads progress.
+
+A call from a thread that already runs an event loop (Jupyter, a coroutine's thread pool), or
+one made while another thread drives, is handed over to whichever thread drives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["run_sync"]
+
+T = TypeVar("T")
+
+_HAND_BACK_AFTER_S = 0.05
+
+
+class _Portal:
+    def __init__(self) -> None:
+        # The plain asyncio loop: starting and stopping it per call costs ~8 µs, uvloop's ~30.
+        self.loop = asyncio.new_event_loop()
+        self._driver = threading.Lock()  # held by whichever thread runs the loop
+        self._cond = threading.Condition()  # guards the four fields below
+        self._direct_active = False  # a caller drives (or is taking over) the loop
+        self._last_direct = 0.0  # when the last direct call ended (monotonic)
+        self._handed_over = 0  # calls waiting for whoever drives
+        self._park: asyncio.Future[None] | None = None  # set while the background drives
+        threading.Thread(target=self._background, name="openenv-loop", daemon=True).start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            coroutine.close()
+            raise RuntimeError("a sync openenv client was called from its own event loop")
+        if running is None and self._take_driver():
+            try:
+                return self.loop.run_until_complete(coroutine)
+            finally:
+                self._release_driver()
+        return self._hand_over(coroutine)
+
+    def _take_driver(self) -> bool:
+        with self._cond:
+            if self._direct_active:
+                return False  # another caller drives: hand over rather than queue behind it
+            self._direct_active = True  # from now on the background thread keeps off
+            park = self._park
+        if park is not None:
+            self.loop.call_soon_threadsafe(_resolve, park)
+        self._driver.acquire()
+        return True
+
+    def _release_driver(self) -> None:
+        with self._cond:
+            self._direct_active = False
+            self._last_direct = time.monotonic()
+            self._driver.release()
+            if self._handed_over:
+                self._cond.notify()
+
+    def _hand_over(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        with self._cond:
+            self._handed_over += 1
+            self._cond.notify()
+        try:
+            return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+        finally:
+            with self._cond:
+                self._handed_over -= 1
+
+    def _background(self) -> None:
+        while True:
+            self._wait_for_turn()
+            with self._cond:
+                if self._direct_active or not self._driver.acquire(blocking=False):
+                    continue  # a caller got there first
+                # Under the same lock a caller checks for a park to resolve: it sees this one.
+                self._park = park = self.loop.create_future()
+            try:
+                self.loop.run_until_complete(park)
+            finally:
+                with self._cond:
+                    self._park = None
+                self._driver.release()
+
+    def _wait_for_turn(self) -> None:
+        """Return when calls were handed over, or the loop has been idle for a moment."""
+        with self._cond:
+            while True:
+                if self._direct_active:
+                    self._cond.wait(_HAND_BACK_AFTER_S)
+                    continue
+                idle = time.monotonic() - self._last_direct
+                if self._handed_over or idle >= _HAND_BACK_AFTER_S:
+                    return
+                self._cond.wait(_HAND_BACK_AFTER_S - idle)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+_portal: _Portal | None = None
+_portal_lock = threading.Lock()
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` on the shared client loop from any thread and return its result."""
+    global _portal
+    if _portal is None:
+        with _portal_lock:
+            if _portal is None:
+                _portal = _Portal()
+    return _portal.run(coroutine)

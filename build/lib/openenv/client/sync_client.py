@@ -1,0 +1,105 @@
+"""``EnvClient``: the sync twin of :class:`AsyncEnvClient`, for plain loops and scripts.
+
+Every method runs the async client's method of the same name on one background event-loop
+thread; there is no second implementation of the protocol here.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, ClassVar, Generic, TypeVar
+
+from openenv.client.async_client import AsyncEnvClient
+from openenv.client.portal import run_sync
+from openenv.endpoint import Endpoint
+from openenv.protocol import Hello
+from openenv.types import Action, Observation, State, StepResult
+
+__all__ = ["EnvClient"]
+
+ActT = TypeVar("ActT", bound=Action)
+ObsT = TypeVar("ObsT", bound=Observation)
+StateT = TypeVar("StateT", bound=State)
+SyncT = TypeVar("SyncT", bound="EnvClient[Any, Any, Any]")
+
+
+class EnvClient(Generic[ActT, ObsT, StateT]):
+    """A blocking session with one env server, with the same methods as the async client.
+
+    Each env ships a subclass naming its async twin (``EchoEnv`` wraps ``AsyncEchoEnv``). The
+    constructor takes the same arguments as :class:`AsyncEnvClient`.
+    """
+
+    async_client: ClassVar[type[AsyncEnvClient[Any, Any, Any]]] = AsyncEnvClient
+
+    def __init__(self, endpoint: str | Endpoint, **options: Any) -> None:
+        self._async: AsyncEnvClient[ActT, ObsT, StateT] = self.async_client(endpoint, **options)
+
+    @classmethod
+    def wrap(cls: type[SyncT], client: AsyncEnvClient[Any, Any, Any]) -> SyncT:
+        """A sync client over an existing async one (which must belong to the sync loop)."""
+        sync = cls.__new__(cls)
+        sync._async = client
+        return sync
+
+    @classmethod
+    def from_process(cls: type[SyncT], **options: Any) -> SyncT:
+        """Start this env's server as a local subprocess; see ``AsyncEnvClient.from_process``."""
+        return cls.wrap(run_sync(cls.async_client.from_process(**options)))
+
+    @classmethod
+    def from_docker_image(cls: type[SyncT], image: str, **options: Any) -> SyncT:
+        """Start a container of ``image``; see ``AsyncEnvClient.from_docker_image``."""
+        return cls.wrap(run_sync(cls.async_client.from_docker_image(image, **options)))
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """Where the server listens."""
+        return self._async.endpoint
+
+    @property
+    def hello(self) -> Hello | None:
+        """The server's greeting once connected."""
+        return self._async.hello
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close`` was called."""
+        return self._async.closed
+
+    def connect(self) -> Hello:
+        """Open the session now rather than on the first call."""
+        return run_sync(self._async.connect())
+
+    def reset(
+        self, *, seed: int | None = None, episode_id: str | None = None, **options: Any
+    ) -> StepResult[ObsT]:
+        """Start a new episode."""
+        return run_sync(self._async.reset(seed=seed, episode_id=episode_id, **options))
+
+    def step(self, action: ActT) -> StepResult[ObsT]:
+        """Apply ``action``."""
+        return run_sync(self._async.step(action))
+
+    def state(self) -> StateT:
+        """The episode's state."""
+        return run_sync(self._async.state())
+
+    def close(self) -> None:
+        """End the session and stop the server this client started, if any."""
+        run_sync(self._async.close())
+
+    def __enter__(self: SyncT) -> SyncT:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.endpoint}>"

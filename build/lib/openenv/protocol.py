@@ -1,0 +1,232 @@
+"""The wire protocol: message types and their codec. No I/O happens here.
+
+One WebSocket connection is one session. The server greets with :class:`Hello`; the client then
+sends requests (:class:`Reset`, :class:`Step`, :class:`GetState`, :class:`Close`), each carrying
+an integer ``id`` that its reply (:class:`Result`, :class:`StateReply`, :class:`Goodbye` or
+:class:`Error`) echoes. Binary frames carry msgpack, text frames JSON, both from the same Structs,
+so ``websocat`` can drive an env while the SDK always uses msgpack.
+
+Each direction is a msgspec tagged union (``"type"`` field). ``Step``, ``Result`` and
+``StateReply`` are generic: a :class:`Codec` built for one env decodes actions, observations and
+states straight into that env's own Struct types, with no dict round trip.
+
+Schema evolution rule: every field added later must have a default.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from openenv.types import Observation, State
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Close",
+    "Codec",
+    "Error",
+    "ErrorCode",
+    "FrameError",
+    "GetState",
+    "Goodbye",
+    "Hello",
+    "Reset",
+    "Result",
+    "StateReply",
+    "Step",
+    "reply_type",
+    "request_type",
+]
+
+PROTOCOL_VERSION = 1
+
+ActT = TypeVar("ActT")
+ObsT = TypeVar("ObsT", bound=Observation)
+StateT = TypeVar("StateT", bound=State)
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes carried by :class:`Error` replies."""
+
+    INVALID_MESSAGE = "invalid_message"  # undecodable frame, unknown type, malformed request
+    INVALID_ACTION = "invalid_action"  # the action does not match the env's action type
+    NOT_RESET = "not_reset"  # step/state before the first reset
+    ENV_ERROR = "env_error"  # the environment raised
+    TIMEOUT = "timeout"  # the environment exceeded the server's step time limit
+    CAPACITY = "capacity"  # the server is full; sent once, then the connection closes
+
+
+class _Message(msgspec.Struct, tag_field="type", omit_defaults=True):
+    pass
+
+
+# Requests, client -> server.
+
+
+class Reset(_Message, tag="reset"):
+    """Start a new episode."""
+
+    id: int
+    seed: int | None = None
+    episode_id: str | None = None
+    options: dict[str, Any] = {}
+
+
+class Step(_Message, Generic[ActT], tag="step"):
+    """Apply one action."""
+
+    id: int
+    action: ActT
+
+
+class GetState(_Message, tag="get_state"):
+    """Ask for the episode's state."""
+
+    id: int
+
+
+class Close(_Message, tag="close"):
+    """End the session; the server answers :class:`Goodbye` and closes the connection."""
+
+    id: int
+
+
+# Replies, server -> client.
+
+
+class Hello(_Message, tag="hello"):
+    """The server's greeting, sent once when the session opens."""
+
+    protocol: int
+    env: str
+    session_id: str
+    action_schema: dict[str, Any] = {}
+    observation_schema: dict[str, Any] = {}
+    state_schema: dict[str, Any] = {}
+
+
+class Result(_Message, Generic[ObsT], tag="result"):
+    """The observation produced by a reset or a step."""
+
+    id: int
+    observation: ObsT
+    reward: float | None = None
+    done: bool = False
+
+
+class StateReply(_Message, Generic[StateT], tag="state"):
+    """The episode's state."""
+
+    id: int
+    state: StateT
+
+
+class Goodbye(_Message, tag="goodbye"):
+    """Acknowledges :class:`Close`."""
+
+    id: int
+
+
+class Error(_Message, tag="error"):
+    """A request failed; ``code`` is one of :class:`ErrorCode`. ``id`` is None when unknown."""
+
+    code: str
+    message: str
+    id: int | None = None
+
+
+def request_type(action_type: type[Any]) -> Any:
+    """The union of requests a server for ``action_type`` decodes."""
+    return Reset | Step[action_type] | GetState | Close  # type: ignore[valid-type]
+
+
+def reply_type(observation_type: type[Any], state_type: type[Any]) -> Any:
+    """The union of replies a client of an env with these types decodes."""
+    return (
+        Hello
+        | Result[observation_type]  # type: ignore[valid-type]
+        | StateReply[state_type]  # type: ignore[valid-type]
+        | Goodbye
+        | Error
+    )
+
+
+class FrameError(Exception):
+    """A frame could not be decoded into a message.
+
+    Attributes:
+        code: the :class:`ErrorCode` a server answers with.
+        request_id: the frame's ``id`` when it could still be read, else None.
+    """
+
+    def __init__(self, code: ErrorCode, message: str, request_id: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+class _Header(msgspec.Struct):
+    """The part of a malformed request still worth reading: its id, to address the error."""
+
+    id: int | None = None
+
+
+_ACTION_PATH = "`$.action"
+_MAX_DETAIL = 300
+
+
+class Codec(Generic[ActT]):
+    """Encodes any message and decodes one direction's frames into typed messages.
+
+    Encoders and decoders are built once and reused: decoding a frame is a single msgspec call.
+
+    Args:
+        incoming: the union type this side decodes, from :func:`request_type` or
+            :func:`reply_type`.
+    """
+
+    def __init__(self, incoming: Any) -> None:
+        self._msgpack_decoder: msgspec.msgpack.Decoder[ActT] = msgspec.msgpack.Decoder(incoming)
+        self._json_decoder: msgspec.json.Decoder[ActT] = msgspec.json.Decoder(incoming)
+        self._msgpack_encoder = msgspec.msgpack.Encoder()
+        self._json_encoder = msgspec.json.Encoder()
+        self._msgpack_header = msgspec.msgpack.Decoder(_Header)
+        self._json_header = msgspec.json.Decoder(_Header)
+
+    def encode(self, message: msgspec.Struct) -> bytes:
+        """Encode as msgpack, for a binary frame."""
+        return self._msgpack_encoder.encode(message)
+
+    def encode_text(self, message: msgspec.Struct) -> str:
+        """Encode as JSON, for a text frame."""
+        return self._json_encoder.encode(message).decode()
+
+    def decode(self, frame: bytes | str) -> ActT:
+        """Decode a binary (msgpack) or text (JSON) frame.
+
+        Raises:
+            FrameError: with ``invalid_action`` when only the action failed validation, else
+                ``invalid_message``; ``request_id`` is set when the frame's id was readable.
+        """
+        try:
+            if isinstance(frame, str):
+                return self._json_decoder.decode(frame)
+            return self._msgpack_decoder.decode(frame)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            detail = str(exc)[:_MAX_DETAIL]
+            if isinstance(exc, msgspec.ValidationError) and _ACTION_PATH in detail:
+                code = ErrorCode.INVALID_ACTION
+            else:
+                code = ErrorCode.INVALID_MESSAGE
+            raise FrameError(code, detail, self._read_id(frame)) from exc
+
+    def _read_id(self, frame: bytes | str) -> int | None:
+        try:
+            if isinstance(frame, str):
+                return self._json_header.decode(frame).id
+            return self._msgpack_header.decode(frame).id
+        except (msgspec.DecodeError, RecursionError):
+            return None

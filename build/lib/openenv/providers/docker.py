@@ -1,0 +1,353 @@
+"""``LocalDockerProvider``: one container per env server, on the local Docker daemon (aiodocker).
+
+The client reaches a container only through a unix socket in a bind-mounted directory (the
+Linux default; the container then runs with ``--network none``) or through a port published on
+127.0.0.1 (for envs that need the network, and for Docker Desktop) - never through a container's
+bridge IP. Containers run sandboxed by default: a non-root user, all capabilities dropped,
+no-new-privileges, a read-only root with a tmpfs scratch directory, memory, pids and CPU limits.
+
+Nothing leaks: containers are removed by ``stop``/``close``, on errors during start-up, and at
+interpreter exit (also after SIGINT/SIGTERM); each is labelled with its owner so that
+``openenv prune`` removes those a SIGKILLed client left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import aiodocker
+
+from openenv.endpoint import Endpoint
+from openenv.exceptions import ProviderError
+from openenv.providers.base import Provider, ServerHandle
+from openenv.providers.owners import MANAGED_LABEL, owner_labels
+
+__all__ = ["LocalDockerProvider", "parse_bytes"]
+
+_SOCKET_DIR = "/run/openenv"
+_CONTAINER_PORT = 8000
+_POLL_S = 0.01
+_STATE_CHECK_EVERY = 25  # polls between container state checks (~0.25 s)
+_LOG_TAIL_LINES = 30
+_NOBODY = "65534:65534"
+
+
+def parse_bytes(size: str | int) -> int:
+    """``"512m"`` -> bytes; ints pass through."""
+    if isinstance(size, int):
+        return size
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    text = size.strip().lower().removesuffix("b")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+@dataclass
+class _Container:
+    id: str
+    workdir: Path
+
+
+class LocalDockerProvider(Provider):
+    """Starts env servers as containers of ``image``.
+
+    Args:
+        image: the env image, e.g. ``"echo-env:latest"`` (built by ``openenv build``).
+        transport: ``"unix"`` (socket in a bind-mounted dir) or ``"tcp"`` (a port published
+            on 127.0.0.1). Default: unix on Linux, tcp elsewhere.
+        network: give the container a network. Default: only when the transport needs one.
+        env: extra environment variables for the server (``OPENENV_*`` limits, env options).
+        memory: memory limit (``"512m"``); swap is not allowed beyond it.
+        cpus: CPU limit in cores.
+        pids: process/thread limit.
+        scratch_size: size of the writable tmpfs at ``/tmp``.
+        user: the container user (default nobody); root is refused unless ``allow_root``.
+        read_only: read-only root filesystem.
+        auth: a random bearer token per container.
+        startup_timeout: seconds a container may take to accept sessions.
+        pool: pool id written into the labels (default: one per provider).
+        docker_url: the daemon's address (default: aiodocker's discovery, e.g. DOCKER_HOST).
+    """
+
+    def __init__(
+        self,
+        image: str,
+        *,
+        transport: Literal["unix", "tcp"] | None = None,
+        network: bool | None = None,
+        env: Mapping[str, str] | None = None,
+        memory: str | int = "512m",
+        cpus: float = 1.0,
+        pids: int = 256,
+        scratch_size: str = "64m",
+        user: str = _NOBODY,
+        allow_root: bool = False,
+        read_only: bool = True,
+        auth: bool = True,
+        startup_timeout: float = 30.0,
+        pool: str | None = None,
+        docker_url: str | None = None,
+    ) -> None:
+        transport = transport or ("unix" if sys.platform.startswith("linux") else "tcp")
+        if transport not in ("unix", "tcp"):
+            raise ValueError(f"transport must be 'unix' or 'tcp', not {transport!r}")
+        network = transport == "tcp" if network is None else network
+        if transport == "tcp" and not network:
+            raise ValueError("transport='tcp' publishes a port, which needs network=True")
+        if user.split(":")[0] in ("0", "root") and not allow_root:
+            raise ValueError("refusing to run an env as root; pass allow_root=True to insist")
+        self.image = image
+        self.transport = transport
+        self.network = network
+        self.env = dict(env or {})
+        self.memory = parse_bytes(memory)
+        self.cpus = cpus
+        self.pids = pids
+        self.scratch_size = scratch_size
+        self.user = user
+        self.read_only = read_only
+        self.auth = auth
+        self.startup_timeout = startup_timeout
+        self.pool = pool or uuid.uuid4().hex[:12]
+        self._docker_url = docker_url
+        self._docker: aiodocker.Docker | None = None
+        self._containers: dict[str, _Container] = {}
+        self._handles: dict[str, ServerHandle] = {}
+
+    # Provider interface.
+
+    async def start(self) -> ServerHandle:
+        docker = self._client()
+        workdir = self._make_workdir()
+        token = secrets.token_urlsafe(24) if self.auth else None
+        try:
+            container = await docker.containers.create(self._config(workdir, token))
+        except aiodocker.DockerError as exc:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise ProviderError(f"cannot create a container of {self.image}: {exc.message}") from exc
+        record = _Container(container.id, workdir)
+        _live.add(container.id, self._docker_url)
+        try:
+            await container.start()
+            address = await self._ready_address(container, workdir)
+        except BaseException:
+            await self._remove(record)
+            raise
+        handle = ServerHandle(container.id, Endpoint.parse(address, token))
+        self._containers[handle.id] = record
+        self._handles[handle.id] = handle
+        return handle
+
+    async def stop(self, server: ServerHandle) -> None:
+        record = self._containers.pop(server.id, None)
+        self._handles.pop(server.id, None)
+        if record is not None:
+            await self._remove(record)
+
+    async def is_alive(self, server: ServerHandle) -> bool:
+        if server.id not in self._containers:
+            return False
+        try:
+            info = await self._client().containers.container(server.id).show()
+        except aiodocker.DockerError:
+            return False
+        return bool(info["State"]["Running"])
+
+    def running(self) -> list[ServerHandle]:
+        return list(self._handles.values())
+
+    async def kill(self, server: ServerHandle) -> None:
+        """SIGKILL the container's server, as a crash would (for tests and chaos runs)."""
+        try:
+            await self._client().containers.container(server.id).kill()
+        except aiodocker.DockerError:
+            pass
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            if self._docker is not None:
+                await self._docker.close()
+                self._docker = None
+
+    # Internals.
+
+    def _client(self) -> aiodocker.Docker:
+        if self._docker is None:
+            self._docker = aiodocker.Docker(url=self._docker_url)
+            _install_signal_cleanup()
+        return self._docker
+
+    def _make_workdir(self) -> Path:
+        # A private parent (0700) holds the directory mounted into the container, which the
+        # container's user must be able to write its socket into.
+        parent = Path(tempfile.mkdtemp(prefix="openenv-docker-"))
+        shared = parent / "run"
+        shared.mkdir()
+        uid, _, gid = self.user.partition(":")
+        try:
+            os.chown(shared, int(uid), int(gid or uid))
+        except (PermissionError, ValueError):
+            shared.chmod(0o777)  # not root, or a named user: let anyone inside write there
+        return parent
+
+    def _config(self, workdir: Path, token: str | None) -> dict[str, Any]:
+        command = ["openenv", "serve", "--ready-file", f"{_SOCKET_DIR}/ready"]
+        if self.transport == "unix":
+            command += ["--uds", f"{_SOCKET_DIR}/env.sock"]
+        else:
+            command += ["--host", "0.0.0.0", "--port", str(_CONTAINER_PORT)]
+            if token is None:
+                command.append("--insecure-no-token")  # published on 127.0.0.1 only
+        env = {**self.env, "OPENENV_TOKEN": token or ""}
+        host_config: dict[str, Any] = {
+            "Binds": [f"{workdir / 'run'}:{_SOCKET_DIR}:rw"],
+            "NetworkMode": "bridge" if self.network else "none",
+            "CapDrop": ["ALL"],
+            "SecurityOpt": ["no-new-privileges"],
+            "ReadonlyRootfs": self.read_only,
+            "Tmpfs": {"/tmp": f"rw,nosuid,nodev,size={self.scratch_size},mode=1777"},
+            "Memory": self.memory,
+            "MemorySwap": self.memory,
+            "NanoCpus": int(self.cpus * 1e9),
+            "PidsLimit": self.pids,
+            "Init": True,  # reaps whatever the env spawns
+        }
+        config: dict[str, Any] = {
+            "Image": self.image,
+            "Cmd": command,
+            "User": self.user,
+            "Env": [f"{key}={value}" for key, value in env.items()],
+            "Labels": owner_labels(self.pool),
+            "HostConfig": host_config,
+        }
+        if self.transport == "tcp":
+            port = f"{_CONTAINER_PORT}/tcp"
+            config["ExposedPorts"] = {port: {}}
+            host_config["PortBindings"] = {port: [{"HostIp": "127.0.0.1", "HostPort": ""}]}
+        return config
+
+    async def _ready_address(self, container: Any, workdir: Path) -> str:
+        ready = workdir / "run" / "ready"
+        polls = 0
+        try:
+            async with asyncio.timeout(self.startup_timeout):
+                while not ready.exists():
+                    polls += 1
+                    if polls % _STATE_CHECK_EVERY == 0:
+                        await self._fail_if_exited(container)
+                    await asyncio.sleep(_POLL_S)
+        except TimeoutError:
+            raise ProviderError(
+                f"container of {self.image} did not accept sessions within "
+                f"{self.startup_timeout} s{await _log_tail(container)}"
+            ) from None
+        if self.transport == "unix":
+            return f"unix://{workdir / 'run' / 'env.sock'}"
+        info = await container.show()
+        binding = info["NetworkSettings"]["Ports"][f"{_CONTAINER_PORT}/tcp"][0]
+        return f"ws://127.0.0.1:{binding['HostPort']}/ws"
+
+    async def _fail_if_exited(self, container: Any) -> None:
+        info = await container.show()
+        state = info["State"]
+        if not state["Running"]:
+            raise ProviderError(
+                f"container of {self.image} exited with code {state['ExitCode']} during "
+                f"start-up{await _log_tail(container)}"
+            )
+
+    async def _remove(self, record: _Container) -> None:
+        try:
+            await self._client().containers.container(record.id).delete(force=True, v=True)
+        except aiodocker.DockerError as exc:
+            if exc.status != 404:
+                raise ProviderError(f"cannot remove container {record.id[:12]}: {exc.message}") from exc
+        finally:
+            _live.discard(record.id)
+            shutil.rmtree(record.workdir, ignore_errors=True)
+
+
+async def _log_tail(container: Any) -> str:
+    try:
+        lines = await container.log(stdout=True, stderr=True, tail=_LOG_TAIL_LINES)
+    except aiodocker.DockerError:
+        return ""
+    text = "".join(lines).strip()
+    return f"; its log ends with:\n{text}" if text else ""
+
+
+class _LiveContainers:
+    """Containers this process started and has not removed: removed at interpreter exit."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: dict[str, str | None] = {}
+
+    def add(self, container_id: str, docker_url: str | None) -> None:
+        with self._lock:
+            self._ids[container_id] = docker_url
+
+    def discard(self, container_id: str) -> None:
+        with self._lock:
+            self._ids.pop(container_id, None)
+
+    def remove_all(self) -> None:
+        with self._lock:
+            leftovers = dict(self._ids)
+            self._ids.clear()
+        if not leftovers:
+            return
+        # A fresh loop on a fresh thread: the caller's loop may be gone or still running.
+        thread = threading.Thread(target=asyncio.run, args=(_force_remove(leftovers),))
+        thread.start()
+        thread.join(30)
+
+
+async def _force_remove(containers: dict[str, str | None]) -> None:
+    by_daemon: dict[str | None, list[str]] = {}
+    for container_id, url in containers.items():
+        by_daemon.setdefault(url, []).append(container_id)
+    for url, ids in by_daemon.items():
+        async with aiodocker.Docker(url=url) as docker:
+            await asyncio.gather(
+                *(docker.containers.container(i).delete(force=True) for i in ids),
+                return_exceptions=True,
+            )
+
+
+_live = _LiveContainers()
+atexit.register(_live.remove_all)
+
+_signals_installed = False
+
+
+def _install_signal_cleanup() -> None:
+    """Make SIGTERM unwind like Ctrl-C does, so ``finally`` blocks and the exit hook run."""
+    global _signals_installed
+    if _signals_installed or threading.current_thread() is not threading.main_thread():
+        return
+    _signals_installed = True
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+

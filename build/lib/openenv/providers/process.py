@@ -1,0 +1,188 @@
+"""``LocalProcessProvider``: env servers as local subprocesses. No isolation at all: the env runs
+with the caller's user, files and network. It is the embedded default because it needs nothing
+but Python; use the Docker provider for untrusted work."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from openenv.endpoint import Endpoint
+from openenv.exceptions import ProviderError
+from openenv.providers.base import Provider, ServerHandle
+
+__all__ = ["LocalProcessProvider"]
+
+_STOP_GRACE_S = 3.0
+_LOG_TAIL_BYTES = 2000
+
+
+@dataclass
+class _Child:
+    process: asyncio.subprocess.Process
+    workdir: Path
+
+
+class LocalProcessProvider(Provider):
+    """Runs each env server as ``python -m openenv serve APP`` in a subprocess.
+
+    Servers listen on a unix socket in a private temp directory (default) or on a 127.0.0.1
+    port chosen by the kernel, with a random bearer token each unless ``auth=False``. A server
+    exits by itself when the process that started it dies (it watches its stdin), so a killed
+    trainer leaves no server behind.
+
+    Args:
+        app: what ``openenv serve`` serves: an env package (``envs.echo_env``) or ``module:app``.
+        transport: ``"unix"`` or ``"tcp"``.
+        env: extra environment variables for the server (e.g. ``OPENENV_MAX_SESSIONS``).
+        auth: give each server a random token.
+        startup_timeout: seconds a server may take to accept sessions.
+        python: the interpreter to run servers with.
+    """
+
+    def __init__(
+        self,
+        app: str,
+        *,
+        transport: Literal["unix", "tcp"] = "unix",
+        env: Mapping[str, str] | None = None,
+        auth: bool = True,
+        startup_timeout: float = 30.0,
+        python: str = sys.executable,
+    ) -> None:
+        if transport not in ("unix", "tcp"):
+            raise ValueError(f"transport must be 'unix' or 'tcp', not {transport!r}")
+        self.app = app
+        self.transport = transport
+        self.env = dict(env or {})
+        self.auth = auth
+        self.startup_timeout = startup_timeout
+        self.python = python
+        self._children: dict[str, _Child] = {}
+        self._handles: dict[str, ServerHandle] = {}
+
+    async def start(self) -> ServerHandle:
+        workdir = Path(tempfile.mkdtemp(prefix="openenv-"))
+        token = secrets.token_urlsafe(24) if self.auth else None
+        ready_read, ready_write = os.pipe()
+        try:
+            process = await self._spawn(workdir, token, ready_write)
+        except BaseException:
+            os.close(ready_read)
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        finally:
+            os.close(ready_write)
+        child = _Child(process, workdir)
+        try:
+            address = await self._ready_address(child, ready_read)
+        except BaseException:
+            await _terminate(child)
+            raise
+        handle = ServerHandle(str(process.pid), Endpoint.parse(address, token))
+        self._children[handle.id] = child
+        self._handles[handle.id] = handle
+        return handle
+
+    async def stop(self, server: ServerHandle) -> None:
+        child = self._children.pop(server.id, None)
+        self._handles.pop(server.id, None)
+        if child is not None:
+            await _terminate(child)
+
+    async def is_alive(self, server: ServerHandle) -> bool:
+        child = self._children.get(server.id)
+        return child is not None and child.process.returncode is None
+
+    def running(self) -> list[ServerHandle]:
+        return list(self._handles.values())
+
+    def kill(self, server: ServerHandle) -> None:
+        """SIGKILL the server's process, as a crash would (for tests and chaos runs)."""
+        child = self._children.get(server.id)
+        if child is not None and child.process.returncode is None:
+            child.process.kill()
+
+    async def _spawn(
+        self, workdir: Path, token: str | None, ready_fd: int
+    ) -> asyncio.subprocess.Process:
+        if self.transport == "unix":
+            where = ["--uds", str(workdir / "env.sock")]
+        else:
+            where = ["--host", "127.0.0.1", "--port", "0"]
+        args = ["-m", "openenv", "serve", self.app, *where]
+        args += ["--ready-fd", str(ready_fd), "--watch-parent"]
+        # The token travels in the environment, not argv, so `ps` does not show it.
+        env = {**os.environ, **self.env, "OPENENV_TOKEN": token or ""}
+        log = (workdir / "server.log").open("wb")
+        try:
+            return await asyncio.create_subprocess_exec(
+                self.python,
+                *args,
+                stdin=asyncio.subprocess.PIPE,  # closes when we die: the server then exits
+                stdout=log,
+                stderr=log,
+                env=env,
+                pass_fds=(ready_fd,),
+                start_new_session=True,  # a Ctrl-C is ours to handle, not every server's
+            )
+        finally:
+            log.close()
+
+    async def _ready_address(self, child: _Child, ready_fd: int) -> str:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(ready_fd, "rb", 0)
+        )
+        try:
+            async with asyncio.timeout(self.startup_timeout):
+                line = await reader.readline()
+        except TimeoutError:
+            raise ProviderError(
+                f"{self.app} server did not become ready within {self.startup_timeout} s"
+                f"{_log_tail(child.workdir)}"
+            ) from None
+        finally:
+            transport.close()
+        if not line:
+            code = await child.process.wait()
+            raise ProviderError(
+                f"{self.app} server exited with code {code} during start-up"
+                f"{_log_tail(child.workdir)}"
+            )
+        return line.decode().strip()
+
+
+async def _terminate(child: _Child) -> None:
+    process = child.process
+    if process.returncode is None:
+        try:
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), _STOP_GRACE_S)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+        except ProcessLookupError:
+            pass
+    if process.stdin is not None:
+        process.stdin.close()
+    shutil.rmtree(child.workdir, ignore_errors=True)
+
+
+def _log_tail(workdir: Path) -> str:
+    try:
+        data = (workdir / "server.log").read_bytes()[-_LOG_TAIL_BYTES:]
+    except OSError:
+        return ""
+    text = data.decode(errors="replace").strip()
+    return f"; its log ends with:\n{text}" if text else ""

@@ -1,0 +1,127 @@
+"""``create_app``: the Starlette application that serves one environment type."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from openenv.protocol import PROTOCOL_VERSION, Codec, Error, ErrorCode, Hello, request_type
+from openenv.server.config import ServerConfig
+from openenv.server.environment import Environment
+from openenv.server.session import Session
+
+__all__ = ["create_app"]
+
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+class _EnvServer:
+    """What every session of one app shares: the env type, its codec, limits and counters."""
+
+    def __init__(
+        self,
+        env_cls: type[Environment[Any, Any, Any]],
+        env_kwargs: dict[str, Any],
+        config: ServerConfig,
+    ) -> None:
+        self.env_cls = env_cls
+        self.env_kwargs = env_kwargs
+        self.config = config
+        self.codec: Codec[Any] = Codec(request_type(env_cls.action_type))
+        self.schemas = {
+            "action_schema": msgspec.json.schema(env_cls.action_type),
+            "observation_schema": msgspec.json.schema(env_cls.observation_type),
+            "state_schema": msgspec.json.schema(env_cls.state_type),
+        }
+        self.active_sessions = 0
+        self.sessions_served = 0
+
+    def authorized(self, websocket: WebSocket) -> bool:
+        if self.config.token is None:
+            return True
+        presented = websocket.headers.get("authorization", "")
+        # Constant-time comparison: the time taken says nothing about the token.
+        return hmac.compare_digest(presented.encode(), f"Bearer {self.config.token}".encode())
+
+    async def websocket(self, websocket: WebSocket) -> None:
+        if not self.authorized(websocket):
+            # Closing before accept refuses the handshake (HTTP 403): no env is ever created.
+            await websocket.close(CLOSE_POLICY_VIOLATION)
+            return
+        await websocket.accept()
+        if self.active_sessions >= self.config.max_sessions:
+            await self._refuse_capacity(websocket)
+            return
+        self.active_sessions += 1
+        self.sessions_served += 1
+        try:
+            env = self.env_cls(**self.env_kwargs)
+            hello = Hello(
+                protocol=PROTOCOL_VERSION,
+                env=self.env_cls.env_name(),
+                session_id=uuid.uuid4().hex,
+                **self.schemas,
+            )
+            await Session(websocket, env, self.codec, hello, self.config).run()
+        finally:
+            self.active_sessions -= 1
+
+    async def _refuse_capacity(self, websocket: WebSocket) -> None:
+        limit = self.config.max_sessions
+        message = f"server is at capacity ({limit} sessions); retry later or use another server"
+        await websocket.send_bytes(
+            self.codec.encode(Error(code=ErrorCode.CAPACITY, message=message))
+        )
+        await websocket.close(CLOSE_TRY_AGAIN_LATER, "capacity")
+
+    async def health(self, request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "active_sessions": self.active_sessions})
+
+    async def info(self, request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "env": self.env_cls.env_name(),
+                "protocol": PROTOCOL_VERSION,
+                "max_sessions": self.config.max_sessions,
+                "max_frame_bytes": self.config.max_frame_bytes,
+                "active_sessions": self.active_sessions,
+                "sessions_served": self.sessions_served,
+                **self.schemas,
+            }
+        )
+
+
+def create_app(
+    env_cls: type[Environment[Any, Any, Any]],
+    *,
+    config: ServerConfig | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+) -> Starlette:
+    """Build the app serving ``env_cls``: one new instance per WebSocket session.
+
+    Routes: ``/ws`` (the sessions), ``/health`` and ``/info`` (name, protocol, limits, schemas).
+
+    Args:
+        env_cls: the Environment subclass to serve.
+        config: limits and token; by default read from ``OPENENV_*`` variables at call time.
+        env_kwargs: keyword arguments for every ``env_cls(...)``.
+    """
+    server = _EnvServer(env_cls, env_kwargs or {}, config or ServerConfig.from_env())
+    app = Starlette(
+        routes=[
+            WebSocketRoute("/ws", server.websocket),
+            Route("/health", server.health),
+            Route("/info", server.info),
+        ]
+    )
+    app.state.openenv = server
+    return app

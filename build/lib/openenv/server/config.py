@@ -1,0 +1,57 @@
+"""Server limits and credentials, read from ``OPENENV_*`` variables so that the same app is
+configured the same way in a subprocess, a container or the test process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["ServerConfig"]
+
+_MIB = 1024 * 1024
+
+
+def _optional_float(value: str | None, default: float | None) -> float | None:
+    if value is None or value == "":
+        return default
+    number = float(value)
+    return number if number > 0 else None
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Limits of one env server.
+
+    Attributes:
+        max_sessions: concurrent sessions; one more is refused with a ``capacity`` error.
+        max_frame_bytes: largest accepted frame; a larger one closes the session with 1009.
+        ping_interval: seconds between WebSocket pings (None: no pings).
+        ping_timeout: seconds a pong may take before a half-open connection is reaped.
+        step_timeout: seconds a reset or step may take; past it the client gets a ``timeout``
+            error and the session is closed, since the env's state is then unknown. None: no limit.
+        token: bearer token clients must present at the handshake (None: no auth).
+    """
+
+    max_sessions: int = 256
+    max_frame_bytes: int = 16 * _MIB
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    step_timeout: float | None = None
+    token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
+        """Read ``OPENENV_MAX_SESSIONS``, ``OPENENV_MAX_FRAME_BYTES``, ``OPENENV_PING_INTERVAL``,
+        ``OPENENV_PING_TIMEOUT``, ``OPENENV_STEP_TIMEOUT`` and ``OPENENV_TOKEN``; a value of 0
+        turns a time limit off."""
+        env = os.environ if environ is None else environ
+        default = cls()
+        return cls(
+            max_sessions=int(env.get("OPENENV_MAX_SESSIONS", default.max_sessions)),
+            max_frame_bytes=int(env.get("OPENENV_MAX_FRAME_BYTES", default.max_frame_bytes)),
+            ping_interval=_optional_float(env.get("OPENENV_PING_INTERVAL"), default.ping_interval),
+            ping_timeout=_optional_float(env.get("OPENENV_PING_TIMEOUT"), default.ping_timeout),
+            step_timeout=_optional_float(env.get("OPENENV_STEP_TIMEOUT"), default.step_timeout),
+            token=env.get("OPENENV_TOKEN") or None,
+        )

@@ -1,0 +1,71 @@
+"""The base class environment authors subclass."""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable
+from typing import Any, ClassVar, Generic, TypeVar
+
+from openenv.types import Action, Observation, State
+
+__all__ = ["Environment"]
+
+ActT = TypeVar("ActT", bound=Action)
+ObsT = TypeVar("ObsT", bound=Observation)
+StateT = TypeVar("StateT", bound=State)
+
+
+class Environment(ABC, Generic[ActT, ObsT, StateT]):
+    """One episode-at-a-time environment; the server creates one instance per session.
+
+    Subclasses set the three type attributes and implement ``reset``, ``step`` and ``state``.
+    ``reset`` and ``step`` may be plain methods or ``async def``:
+
+    - cheap sync methods run directly on the event loop (no thread hop per step);
+    - set ``blocking = True`` when sync methods do slow or blocking work: they then run on a
+      thread of their own per session, so other sessions keep being served;
+    - ``async def`` methods are awaited on the loop.
+
+    Attributes:
+        name: shown in the server's greeting and ``/info``; defaults to the class name.
+        action_type: the Struct ``step`` receives, decoded straight off the wire.
+        observation_type: the Struct ``reset`` and ``step`` return.
+        state_type: the Struct ``state`` returns.
+        blocking: run sync ``reset``/``step`` on a per-session worker thread.
+    """
+
+    name: ClassVar[str] = ""
+    action_type: ClassVar[type[Action]] = Action
+    observation_type: ClassVar[type[Observation]] = Observation
+    state_type: ClassVar[type[State]] = State
+    blocking: ClassVar[bool] = False
+
+    @abstractmethod
+    def reset(
+        self, seed: int | None = None, episode_id: str | None = None, **options: Any
+    ) -> ObsT | Awaitable[ObsT]:
+        """Start a new episode and return its first observation."""
+
+    @abstractmethod
+    def step(self, action: ActT) -> ObsT | Awaitable[ObsT]:
+        """Apply ``action`` and return the next observation (with its reward and done flag)."""
+
+    @property
+    @abstractmethod
+    def state(self) -> StateT:
+        """The episode's bookkeeping: id, step count and anything the env adds."""
+
+    def close(self) -> Awaitable[None] | None:
+        """Release what the env holds; called once when its session ends."""
+        return None
+
+    @classmethod
+    def env_name(cls) -> str:
+        """The name announced to clients."""
+        return cls.name or cls.__name__
+
+    @classmethod
+    def is_async(cls) -> bool:
+        """Whether ``reset`` and ``step`` are coroutine functions."""
+        return inspect.iscoroutinefunction(cls.step)

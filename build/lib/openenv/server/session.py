@@ -1,0 +1,209 @@
+"""One session: the request loop of one WebSocket connection around one environment."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import msgspec
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from openenv.protocol import (
+    Close,
+    Codec,
+    Error,
+    ErrorCode,
+    FrameError,
+    GetState,
+    Goodbye,
+    Hello,
+    Reset,
+    Result,
+    StateReply,
+    Step,
+)
+from openenv.server.config import ServerConfig
+from openenv.server.environment import Environment
+
+__all__ = ["Session"]
+
+log = logging.getLogger("openenv.server")
+
+CLOSE_NORMAL = 1000
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TOO_BIG = 1009
+_MAX_ERROR_CHARS = 2000
+
+_Reply = Result[Any] | StateReply[Any] | Goodbye | Error
+
+
+class _Answer(Exception):
+    """Cuts a request short with ``reply``; a ``close_code`` also ends the session."""
+
+    def __init__(self, reply: _Reply, close_code: int | None = None) -> None:
+        self.reply = reply
+        self.close_code = close_code
+
+
+class Session:
+    """Serves one connection: greets, then answers requests one at a time until it closes.
+
+    Nothing a client sends can end the server: undecodable frames, bad actions and exceptions
+    inside the env become ``Error`` replies and the session stays usable. Only an oversized
+    frame (1009) or a step past the time limit (1011, env state unknown) ends the session.
+    """
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        env: Environment[Any, Any, Any],
+        codec: Codec[Any],
+        hello: Hello,
+        config: ServerConfig,
+    ) -> None:
+        self._ws = websocket
+        self._env = env
+        self._codec = codec
+        self._hello = hello
+        self._config = config
+        self._was_reset = False
+        # A blocking env gets one thread of its own: its calls never queue behind other
+        # sessions' and always run on the same thread, as single-threaded libraries expect.
+        self._thread = ThreadPoolExecutor(1, "openenv-env") if type(env).blocking else None
+
+    async def run(self) -> None:
+        """Serve until the client closes, then release the env."""
+        try:
+            await self._send(self._hello, text=False)
+            await self._serve()
+        except (WebSocketDisconnect, OSError):
+            pass  # the client went away; nothing to answer
+        finally:
+            await self._release()
+
+    async def _serve(self) -> None:
+        while True:
+            frame = await self._receive()
+            if frame is None:
+                return
+            text = isinstance(frame, str)
+            if len(frame) > self._config.max_frame_bytes:
+                await self._ws.close(CLOSE_TOO_BIG, "frame exceeds the server's size limit")
+                return
+            close_code = None
+            try:
+                reply = await self._handle(frame)
+            except _Answer as answer:
+                reply, close_code = answer.reply, answer.close_code
+            await self._send(reply, text)
+            if close_code is not None:
+                await self._ws.close(close_code)
+                return
+
+    async def _receive(self) -> bytes | str | None:
+        message = await self._ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        data: bytes | str | None = message.get("bytes")
+        if data is None:
+            data = message.get("text") or ""
+        return data
+
+    async def _send(self, message: msgspec.Struct, text: bool) -> None:
+        if text:
+            await self._ws.send(
+                {"type": "websocket.send", "text": self._codec.encode_text(message)}
+            )
+        else:
+            await self._ws.send({"type": "websocket.send", "bytes": self._codec.encode(message)})
+
+    async def _handle(self, frame: bytes | str) -> _Reply:
+        try:
+            request = self._codec.decode(frame)
+        except FrameError as exc:
+            return Error(code=exc.code, message=exc.message, id=exc.request_id)
+        if isinstance(request, Step):
+            if not self._was_reset:
+                return _not_reset(request.id)
+            observation = await self._call_env(request.id, self._env.step, request.action)
+            return _result(request.id, observation)
+        if isinstance(request, Reset):
+            observation = await self._call_env(
+                request.id,
+                self._env.reset,
+                seed=request.seed,
+                episode_id=request.episode_id,
+                **request.options,
+            )
+            self._was_reset = True
+            return _result(request.id, observation)
+        if isinstance(request, GetState):
+            if not self._was_reset:
+                return _not_reset(request.id)
+            state = await self._call_env(request.id, lambda: self._env.state)
+            return StateReply(id=request.id, state=state)
+        assert isinstance(request, Close)
+        raise _Answer(Goodbye(id=request.id), CLOSE_NORMAL)
+
+    async def _call_env(
+        self, request_id: int, method: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        """Run an env method the cheapest safe way, under the server's step time limit.
+
+        Raises:
+            _Answer: ``env_error`` when the env raised (the session stays open), ``timeout``
+                when it exceeded the limit (the session closes: the env's state is unknown).
+        """
+        limit = self._config.step_timeout
+        deadline = None
+        try:
+            if limit is None:
+                return await self._invoke(method, *args, **kwargs)
+            async with asyncio.timeout(limit) as deadline:
+                return await self._invoke(method, *args, **kwargs)
+        except Exception as exc:
+            if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
+                message = (
+                    f"the environment exceeded the server's {limit} s step limit; session closed"
+                )
+                error = Error(code=ErrorCode.TIMEOUT, message=message, id=request_id)
+                raise _Answer(error, CLOSE_INTERNAL_ERROR) from None
+            log.debug("env raised in session %s", self._hello.session_id, exc_info=True)
+            message = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
+            raise _Answer(Error(code=ErrorCode.ENV_ERROR, message=message, id=request_id)) from exc
+
+    async def _invoke(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self._thread is not None and not inspect.iscoroutinefunction(method):
+            call = functools.partial(method, *args, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+        result = method(*args, **kwargs)
+        # A sync env returns its Struct directly: skip the slower awaitable check on that path.
+        if not isinstance(result, msgspec.Struct) and inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def _release(self) -> None:
+        try:
+            closing = self._env.close()
+            if inspect.isawaitable(closing):
+                await closing
+        except Exception:
+            log.warning("env close failed in session %s", self._hello.session_id, exc_info=True)
+        if self._thread is not None:
+            self._thread.shutdown(wait=False, cancel_futures=True)
+
+
+def _not_reset(request_id: int) -> Error:
+    message = "call reset() before step() or state(): this session has no episode yet"
+    return Error(code=ErrorCode.NOT_RESET, message=message, id=request_id)
+
+
+def _result(request_id: int, observation: Any) -> Result[Any]:
+    return Result(
+        id=request_id, observation=observation, reward=observation.reward, done=observation.done
+    )

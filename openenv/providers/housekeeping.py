@@ -1,0 +1,56 @@
+"""``openenv ps`` and ``openenv prune``: the managed containers on the local daemon."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiodocker
+
+from openenv.providers.owners import MANAGED_LABEL, POOL_LABEL, owner_alive, owner_pid
+
+__all__ = ["ManagedContainer", "list_managed", "prune"]
+
+
+@dataclass(frozen=True)
+class ManagedContainer:
+    """One container an openenv provider started (tokens are never shown)."""
+
+    id: str
+    image: str
+    state: str
+    owner_pid: str
+    owner_alive: bool
+    pool: str
+
+
+async def list_managed() -> list[ManagedContainer]:
+    """Every container labelled ``openenv.managed=1``, running or not."""
+    async with aiodocker.Docker() as docker:
+        found = await docker.containers.list(all=True, filters={"label": [f"{MANAGED_LABEL}=1"]})
+    rows = []
+    for container in found:
+        info = container._container
+        labels = info.get("Labels") or {}
+        rows.append(
+            ManagedContainer(
+                id=info["Id"],
+                image=info.get("Image", "?"),
+                state=info.get("State", "?"),
+                owner_pid=owner_pid(labels),
+                owner_alive=owner_alive(labels),
+                pool=labels.get(POOL_LABEL, ""),
+            )
+        )
+    return rows
+
+
+async def prune(everything: bool = False) -> list[str]:
+    """Remove the managed containers whose owner is gone (or all of them); returns their ids."""
+    doomed = [row.id for row in await list_managed() if everything or not row.owner_alive]
+    async with aiodocker.Docker() as docker:
+        await asyncio.gather(
+            *(docker.containers.container(i).delete(force=True) for i in doomed),
+            return_exceptions=True,
+        )
+    return doomed

@@ -1,0 +1,179 @@
+"""LocalDockerProvider with real containers on a real daemon (skipped loudly without one)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import aiodocker
+import pytest
+
+from envs.echo_env import AsyncEchoEnv, EchoAction
+from openenv import AuthenticationError, ConnectionLostError, ProviderError
+from openenv.providers.docker import LocalDockerProvider, parse_bytes
+from openenv.providers.housekeeping import list_managed, prune
+
+pytestmark = pytest.mark.usefixtures("docker_images")
+
+IMAGE = "echo-env:latest"
+
+QUICK_START = """
+from envs.echo_env import EchoAction, EchoEnv
+client = EchoEnv.from_docker_image("echo-env:latest")
+result = client.reset()
+print(result.observation.echoed_message)
+result = client.step(EchoAction(message="Hello, World!"))
+print(result.observation.echoed_message)
+print(result.reward)
+client.close()
+"""
+
+
+def managed_ids() -> set[str]:
+    done = subprocess.run(
+        ["docker", "ps", "-aq", "--no-trunc", "--filter", "label=openenv.managed=1"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    return set(done.stdout.split())
+
+
+def test_the_readme_quick_start_runs_verbatim_and_leaves_nothing() -> None:
+    before = managed_ids()
+    done = subprocess.run(
+        [sys.executable, "-c", QUICK_START], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Echo environment ready!\nHello, World!\n1.3\n"
+    assert managed_ids() <= before
+
+
+async def test_unix_socket_container_is_sandboxed_and_labelled() -> None:
+    async with LocalDockerProvider(IMAGE, memory="256m", pids=64, cpus=0.5) as provider:
+        server = await provider.start()
+        assert server.endpoint.unix_socket is not None and server.endpoint.token
+        async with AsyncEchoEnv(server.endpoint) as env:
+            await env.reset()
+            assert (await env.step(EchoAction(message="in a box"))).reward == 0.8
+        async with aiodocker.Docker() as docker:
+            info = await docker.containers.container(server.id).show()
+        host = info["HostConfig"]
+        assert info["Config"]["User"] == "65534:65534"
+        assert host["NetworkMode"] == "none"
+        assert host["CapDrop"] == ["ALL"]
+        assert host["SecurityOpt"] == ["no-new-privileges"]
+        assert host["ReadonlyRootfs"] is True
+        assert "/tmp" in host["Tmpfs"]
+        assert (host["Memory"], host["PidsLimit"], host["NanoCpus"]) == (256 << 20, 64, 5 * 10**8)
+        labels = info["Config"]["Labels"]
+        assert labels["openenv.managed"] == "1"
+        assert labels["openenv.owner_pid"] == str(os.getpid())
+        assert labels["openenv.pool"] == provider.pool
+        with pytest.raises(AuthenticationError):
+            await AsyncEchoEnv(server.endpoint.with_token("nope")).connect()
+    assert server.id not in managed_ids()
+
+
+async def test_tcp_transport_publishes_on_loopback_only() -> None:
+    async with LocalDockerProvider(IMAGE, transport="tcp") as provider:
+        server = await provider.start()
+        assert server.endpoint.url.startswith("ws://127.0.0.1:")
+        async with aiodocker.Docker() as docker:
+            info = await docker.containers.container(server.id).show()
+        bindings = info["HostConfig"]["PortBindings"]["8000/tcp"]
+        assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]
+        async with AsyncEchoEnv(server.endpoint) as env:
+            assert (await env.reset()).observation.echoed_message == "Echo environment ready!"
+
+
+async def test_killed_container_fails_the_next_call_fast_and_leaves_nothing() -> None:
+    provider = LocalDockerProvider(IMAGE)
+    env = await provider.open_client(AsyncEchoEnv)  # as from_docker_image does
+    (server,) = provider.running()
+    try:
+        await env.reset()
+        await env.step(EchoAction(message="before"))
+        subprocess.run(["docker", "kill", server.id], capture_output=True, timeout=20, check=True)
+        started = time.monotonic()
+        with pytest.raises(ConnectionLostError):
+            await env.step(EchoAction(message="after"))
+        assert time.monotonic() - started < 2
+    finally:
+        await env.close()
+    assert server.id not in managed_ids()
+    assert provider.running() == []
+
+
+async def test_missing_image_is_a_provider_error() -> None:
+    async with LocalDockerProvider("openenv-no-such-image:nope") as provider:
+        with pytest.raises(ProviderError, match="openenv-no-such-image"):
+            await provider.start()
+
+
+async def test_a_container_that_dies_at_start_up_reports_its_log() -> None:
+    provider = LocalDockerProvider(IMAGE, env={"OPENENV_APP": "no_such_env_module"})
+    with pytest.raises(ProviderError, match="No module named 'no_such_env_module'"):
+        await provider.start()
+    await provider.close()
+    assert provider.running() == []
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_client_killed_by_a_signal(how: signal.Signals) -> None:
+    """SIGINT/SIGTERM leave no container; SIGKILL leaves one that `openenv prune` removes."""
+    script = textwrap.dedent(
+        """
+        import time
+        from envs.echo_env import EchoEnv
+        env = EchoEnv.from_docker_image("echo-env:latest")
+        env.reset()
+        print("ready", flush=True)
+        time.sleep(60)
+        """
+    )
+    client = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert client.stdout is not None
+        assert client.stdout.readline().strip() == "ready"
+        label = f"label=openenv.owner_pid={client.pid}"
+        ps = ["docker", "ps", "-aq", "--filter", label]
+        assert len(subprocess.run(ps, capture_output=True, text=True).stdout.split()) == 1
+        client.send_signal(how)
+        client.wait(30)
+        left = subprocess.run(ps, capture_output=True, text=True).stdout.split()
+        if how == signal.SIGKILL:
+            assert len(left) == 1
+            rows = {row.id[:12]: row for row in asyncio.run(list_managed())}
+            assert rows[left[0]].owner_alive is False
+            removed = asyncio.run(prune())
+            assert any(r.startswith(left[0]) for r in removed)
+            assert subprocess.run(ps, capture_output=True, text=True).stdout.split() == []
+        else:
+            assert left == []
+    finally:
+        client.kill()
+        client.wait()
+
+
+def test_prune_spares_containers_of_live_owners() -> None:
+    async def scenario() -> None:
+        async with LocalDockerProvider(IMAGE) as provider:
+            server = await provider.start()
+            removed = await prune()
+            assert server.id not in removed
+            assert await provider.is_alive(server)
+
+    asyncio.run(scenario())
+
+
+def test_parse_bytes() -> None:
+    assert parse_bytes("512m") == 512 << 20
+    assert parse_bytes("1g") == 1 << 30
+    assert parse_bytes("64MB") == 64 << 20
+    assert parse_bytes(1000) == 1000
