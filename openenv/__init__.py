@@ -5,7 +5,7 @@ session. This package holds the client SDK (importable without any server depend
 server base class (``openenv.server``) and the providers that run servers.
 """
 
-from openenv.client import AsyncEnvClient, EnvClient
+from openenv.client import AsyncEnvClient, BatchError, EnvClient, EnvPool, Episode, PoolStats
 from openenv.endpoint import Endpoint
 from openenv.exceptions import (
     AuthenticationError,
@@ -34,13 +34,16 @@ __all__ = [
     "Action",
     "AsyncEnvClient",
     "AuthenticationError",
+    "BatchError",
     "CapacityError",
     "ConnectError",
     "ConnectionLostError",
     "Endpoint",
     "EnvClient",
     "EnvError",
+    "EnvPool",
     "EnvTimeoutError",
+    "Episode",
     "InvalidActionError",
     "InvalidMessageError",
     "LocalProcessProvider",
@@ -48,6 +51,7 @@ __all__ = [
     "Observation",
     "OpenEnvError",
     "PoolError",
+    "PoolStats",
     "ProtocolError",
     "Provider",
     "ProviderError",

@@ -11,7 +11,8 @@ import openenv
 def test_all_is_locked() -> None:
     assert sorted(openenv.__all__) == sorted(
         [
-            "Action", "AsyncEnvClient", "AuthenticationError", "CapacityError", "ConnectError",
+            "Action", "AsyncEnvClient", "AuthenticationError", "BatchError", "CapacityError",
+            "ConnectError", "EnvPool", "Episode", "PoolStats",
             "ConnectionLostError", "Endpoint", "EnvClient", "EnvError", "EnvTimeoutError",
             "InvalidActionError", "InvalidMessageError", "LocalProcessProvider", "NotResetError",
             "Observation", "OpenEnvError", "PoolError", "ProtocolError", "Provider",

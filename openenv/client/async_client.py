@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.protocol import State as ConnectionState
 
 from openenv.endpoint import Endpoint
 from openenv.exceptions import (
@@ -94,6 +95,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         self._ids = itertools.count(1)
         self._lock = asyncio.Lock()
         self._closed = False
+        self._lost = False  # the connection dropped under a call
 
     # Construction through providers.
 
@@ -173,6 +175,14 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         """Whether ``close`` was called."""
         return self._closed
 
+    @property
+    def usable(self) -> bool:
+        """Whether the session can take another call: not closed, and its connection (if
+        opened) has not dropped. A pool replaces envs that are not usable."""
+        if self._closed or self._lost:
+            return False
+        return self._ws is None or self._ws.state is ConnectionState.OPEN
+
     async def __aenter__(self: ClientT) -> ClientT:
         await self.connect()
         return self
@@ -203,8 +213,10 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
                     f"from {self.endpoint}"
                 ) from None
             except ConnectionClosed as exc:
+                self._lost = True
                 raise ConnectionLostError(_describe_close(exc, self.endpoint)) from exc
             except OSError as exc:
+                self._lost = True
                 raise ConnectionLostError(f"connection to {self.endpoint} failed: {exc}") from exc
         if isinstance(reply, Error):
             raise remote_error(reply.code, reply.message)

@@ -67,6 +67,11 @@ class EnvClient(Generic[ActT, ObsT, StateT]):
         """Whether ``close`` was called."""
         return self._async.closed
 
+    @property
+    def usable(self) -> bool:
+        """Whether the session can take another call."""
+        return self._async.usable
+
     def connect(self) -> Hello:
         """Open the session now rather than on the first call."""
         return run_sync(self._async.connect())

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from openenv.cleanup import run_to_completion
 from openenv.endpoint import Endpoint
 
 if TYPE_CHECKING:
@@ -59,8 +60,9 @@ class Provider(ABC):
         """The servers started and not yet stopped."""
 
     async def close(self) -> None:
-        """Stop every server this provider still runs."""
-        await asyncio.gather(*(self.stop(server) for server in self.running()))
+        """Stop every server this provider still runs, even if cancelled meanwhile."""
+        stops = asyncio.gather(*(self.stop(server) for server in self.running()))
+        await run_to_completion(stops)
 
     async def open_client(self, client_cls: type[ClientT], **client_options: Any) -> ClientT:
         """Start one server and return a connected client that owns this provider: closing

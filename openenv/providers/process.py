@@ -24,6 +24,7 @@ __all__ = ["LocalProcessProvider"]
 
 _STOP_GRACE_S = 3.0
 _LOG_TAIL_BYTES = 2000
+_PROC = Path("/proc/self")
 
 
 @dataclass
@@ -101,7 +102,7 @@ class LocalProcessProvider(Provider):
 
     async def is_alive(self, server: ServerHandle) -> bool:
         child = self._children.get(server.id)
-        return child is not None and child.process.returncode is None
+        return child is not None and _running(child.process)
 
     def running(self) -> list[ServerHandle]:
         return list(self._handles.values())
@@ -177,6 +178,19 @@ async def _terminate(child: _Child) -> None:
     if process.stdin is not None:
         process.stdin.close()
     shutil.rmtree(child.workdir, ignore_errors=True)
+
+
+def _running(process: asyncio.subprocess.Process) -> bool:
+    """Whether ``process`` runs; a killed one may not be reaped (``returncode`` set) yet."""
+    if process.returncode is not None:
+        return False
+    if not _PROC.exists():
+        return True  # no /proc here (macOS): the returncode is all we know
+    try:
+        stat = (_PROC.parent / str(process.pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def _log_tail(workdir: Path) -> str:

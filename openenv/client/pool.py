@@ -1,0 +1,356 @@
+"""``EnvPool``: many env sessions from one asyncio process, for RL rollout workers.
+
+A pool opens ``size`` sessions on servers from any provider (``sessions_per_server`` sessions
+share one server: one per container for isolation, many per local process for speed), then
+
+- ``await pool.reset()`` / ``await pool.step(actions)`` call every env concurrently and return
+  results in env order;
+- ``async with pool.acquire() as env`` lends one env to a worker for an episode;
+- ``await pool.run_episodes(fn, n)`` runs ``n`` episodes over the pool, retrying an episode on a
+  fresh env when its env dies.
+
+Failure policy: an env that fails inside a batch never costs the others their results.
+``reset``/``step`` raise :class:`BatchError`, whose ``results`` hold every env's result (None
+where it failed) and ``errors`` the failures by env index. An env whose connection dropped or
+whose server died is replaced before the call returns (a fresh session: reset it), and counted
+in ``pool.stats``. ``close`` (or leaving ``async with``) stops every server the pool started,
+also on cancellation and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from openenv.cleanup import run_to_completion
+from openenv.client.async_client import AsyncEnvClient
+from openenv.exceptions import ConnectError, OpenEnvError, PoolError
+from openenv.providers.base import Provider, ServerHandle
+from openenv.types import StepResult
+
+__all__ = ["BatchError", "EnvPool", "Episode", "PoolStats"]
+
+ClientT = TypeVar("ClientT", bound=AsyncEnvClient[Any, Any, Any])
+T = TypeVar("T")
+
+
+class BatchError(PoolError):
+    """Some envs of a batch call failed.
+
+    Attributes:
+        results: one entry per env, in env order: its result, or None where it failed.
+        errors: the exception of each failed env, by env index.
+    """
+
+    def __init__(self, results: list[Any], errors: dict[int, BaseException]) -> None:
+        causes = "; ".join(f"env {i}: {type(e).__name__}: {e}" for i, e in sorted(errors.items()))
+        super().__init__(f"{len(errors)} of {len(results)} envs failed ({causes})")
+        self.results = results
+        self.errors = errors
+
+
+@dataclass
+class PoolStats:
+    """What happened to the pool so far."""
+
+    envs_replaced: int = 0
+    servers_replaced: int = 0
+    failed_calls: int = 0
+    startup_s: float = 0.0
+
+
+@dataclass
+class Episode(Generic[T]):
+    """The outcome of one episode of :meth:`EnvPool.run_episodes`."""
+
+    index: int
+    result: T | None = None
+    error: BaseException | None = None
+    attempts: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class _Slot(Generic[ClientT]):
+    index: int
+    server: ServerHandle
+    client: ClientT
+    busy: bool = field(default=False)
+
+
+class EnvPool(Generic[ClientT]):
+    """``size`` env sessions of ``client_cls`` on servers from ``provider``.
+
+    Args:
+        client_cls: the env's async client, e.g. ``AsyncEchoEnv``.
+        provider: where servers run; the pool closes it on ``close``.
+        size: number of env sessions.
+        sessions_per_server: sessions sharing one server (servers are started lazily per
+            ``ceil(size / sessions_per_server)``).
+        start_concurrency: servers started at once.
+        timeout: seconds each call on an env may take.
+        show_progress: a progress bar while starting (default: when stderr is a terminal).
+    """
+
+    def __init__(
+        self,
+        client_cls: type[ClientT],
+        provider: Provider,
+        size: int,
+        *,
+        sessions_per_server: int = 1,
+        start_concurrency: int = 16,
+        timeout: float | None = 60.0,
+        show_progress: bool | None = None,
+    ) -> None:
+        if size < 1 or sessions_per_server < 1:
+            raise ValueError("size and sessions_per_server must be at least 1")
+        self.client_cls = client_cls
+        self.provider = provider
+        self.size = size
+        self.sessions_per_server = sessions_per_server
+        self.timeout = timeout
+        self.stats = PoolStats()
+        self._start_limit = asyncio.Semaphore(start_concurrency)
+        self._show_progress = sys.stderr.isatty() if show_progress is None else show_progress
+        self._slots: list[_Slot[ClientT]] = []
+        self._free: asyncio.Queue[_Slot[ClientT]] = asyncio.Queue()
+        self._replacing: dict[str, asyncio.Task[ServerHandle]] = {}
+        self._started = False
+        self._closed = False
+
+    # Life cycle.
+
+    async def start(self) -> EnvPool[ClientT]:
+        """Start the servers and open every session."""
+        if self._started:
+            return self
+        self._started = True
+        began = time.perf_counter()
+        servers = -(-self.size // self.sessions_per_server)
+        try:
+            with _StartProgress(self._show_progress, servers) as progress:
+                handles = await asyncio.gather(
+                    *(self._start_server(progress) for _ in range(servers))
+                )
+            clients = await asyncio.gather(
+                *(self._connect(handles[i // self.sessions_per_server]) for i in range(self.size))
+            )
+        except BaseException:
+            await self.close()
+            raise
+        for index, client in enumerate(clients):
+            slot = _Slot(index, handles[index // self.sessions_per_server], client)
+            self._slots.append(slot)
+            self._free.put_nowait(slot)
+        self.stats.startup_s = time.perf_counter() - began
+        return self
+
+    async def close(self) -> None:
+        """Close every session and stop every server the pool started. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await run_to_completion(self._shut_down())
+
+    async def _shut_down(self) -> None:
+        try:
+            await asyncio.gather(
+                *(slot.client.close() for slot in self._slots), return_exceptions=True
+            )
+        finally:
+            await self.provider.close()
+
+    async def __aenter__(self) -> EnvPool[ClientT]:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def envs(self) -> list[ClientT]:
+        """The current client of every env, in env order (replacements included)."""
+        return [slot.client for slot in self._slots]
+
+    def __len__(self) -> int:
+        return self.size
+
+    # Batch calls.
+
+    async def reset(self, **kwargs: Any) -> list[StepResult[Any]]:
+        """Reset every env concurrently; results in env order. Raises :class:`BatchError`."""
+        return await self._batch(lambda client, _: client.reset(**kwargs), [None] * self.size)
+
+    async def step(self, actions: Sequence[Any]) -> list[StepResult[Any]]:
+        """Step env ``i`` with ``actions[i]``, all concurrently; results in env order.
+
+        Raises:
+            BatchError: some envs failed; the others' results are in ``results``.
+        """
+        if len(actions) != self.size:
+            raise ValueError(f"expected {self.size} actions, got {len(actions)}")
+        return await self._batch(lambda client, action: client.step(action), actions)
+
+    async def _batch(
+        self, call: Callable[[ClientT, Any], Awaitable[T]], arguments: Sequence[Any]
+    ) -> list[T]:
+        self._check_open()
+        outcomes = await asyncio.gather(
+            *(call(slot.client, arg) for slot, arg in zip(self._slots, arguments, strict=True)),
+            return_exceptions=True,
+        )
+        errors = {i: o for i, o in enumerate(outcomes) if isinstance(o, BaseException)}
+        if not errors:
+            return outcomes  # type: ignore[return-value]
+        for error in errors.values():
+            if not isinstance(error, Exception):
+                raise error  # cancellation and the like are not env failures
+        self.stats.failed_calls += len(errors)
+        # A slot that cannot be healed now stays broken; its next call fails and heals it again.
+        await asyncio.gather(*(self._heal(self._slots[i]) for i in errors), return_exceptions=True)
+        results = [None if i in errors else o for i, o in enumerate(outcomes)]
+        raise BatchError(results, errors)
+
+    # Lending envs to workers.
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[ClientT]:
+        """Lend one env for the length of the block; it returns to the pool afterwards, and is
+        replaced first if it broke meanwhile."""
+        self._check_open()
+        slot = await self._free.get()
+        try:
+            yield slot.client
+        finally:
+            try:
+                if not self._closed:
+                    await self._heal(slot)
+            finally:
+                self._free.put_nowait(slot)  # even unhealed: its next user heals it again
+
+    async def run_episodes(
+        self,
+        episode: Callable[[ClientT], Awaitable[T]],
+        count: int,
+        *,
+        retries: int = 1,
+    ) -> list[Episode[T]]:
+        """Run ``count`` episodes, as many at once as the pool has envs.
+
+        An episode whose env fails with an openenv error is retried on a (replaced) env up to
+        ``retries`` times; an episode that still fails is reported with its cause, never lost.
+        """
+        outcomes = [Episode[T](index) for index in range(count)]
+
+        async def run(outcome: Episode[T]) -> None:
+            while outcome.attempts <= retries:
+                outcome.attempts += 1
+                try:
+                    async with self.acquire() as env:
+                        outcome.result = await episode(env)
+                    outcome.error = None
+                    return
+                except OpenEnvError as exc:
+                    outcome.error = exc
+
+        await asyncio.gather(*(run(outcome) for outcome in outcomes))
+        return outcomes
+
+    # Replacement.
+
+    async def _heal(self, slot: _Slot[ClientT]) -> None:
+        """Give ``slot`` a working session again if its session broke."""
+        if slot.client.usable:
+            return
+        await slot.client.close()
+        server = await self._live_server(slot.server)
+        try:
+            client = await self._connect(server)
+        except ConnectError:
+            # It looked alive but refuses sessions (dying, or wedged): replace it after all.
+            server = await self._live_server(server, known_dead=True)
+            client = await self._connect(server)
+        slot.server, slot.client = server, client
+        self.stats.envs_replaced += 1
+
+    async def _live_server(self, server: ServerHandle, known_dead: bool = False) -> ServerHandle:
+        """``server`` if it still runs, else its replacement (started once for all its slots)."""
+        if server.id not in self._replacing:
+            if not known_dead and await self.provider.is_alive(server):
+                return server
+            self._replacing[server.id] = asyncio.ensure_future(self._replace_server(server))
+        return await asyncio.shield(self._replacing[server.id])
+
+    async def _replace_server(self, dead: ServerHandle) -> ServerHandle:
+        await self.provider.stop(dead)
+        replacement = await self._start_server(None)
+        self.stats.servers_replaced += 1
+        return replacement
+
+    async def _start_server(self, progress: _StartProgress | None) -> ServerHandle:
+        async with self._start_limit:
+            server = await self.provider.start()
+        if progress is not None:
+            progress.advance()
+        return server
+
+    async def _connect(self, server: ServerHandle) -> ClientT:
+        client = self.client_cls(server.endpoint, timeout=self.timeout)
+        await client.connect()
+        return client
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PoolError("the pool is closed")
+        if not self._started:
+            raise PoolError("start the pool first: await pool.start() or async with pool")
+
+
+class _StartProgress:
+    """A progress bar for server start-up, shown once it takes more than a moment."""
+
+    _SHOW_AFTER_S = 1.0
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self._enabled = enabled
+        self._total = total
+        self._done = 0
+        self._began = time.monotonic()
+        self._bar: Any = None
+
+    def __enter__(self) -> _StartProgress:
+        return self
+
+    def advance(self) -> None:
+        self._done += 1
+        if not self._enabled:
+            return
+        if self._bar is None and time.monotonic() - self._began > self._SHOW_AFTER_S:
+            try:
+                from rich.progress import Progress
+            except ImportError:  # rich comes with the bench extra; without it, no bar
+                self._enabled = False
+                return
+            self._bar = Progress(transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("starting env servers", total=self._total)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self._done)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
