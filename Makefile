@@ -20,10 +20,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The main job: one echo episode through a local process, then single-session throughput.
+# The main job: 256 echo sessions on local server processes from one asyncio client, against
+# a raw websockets ceiling and a per-step HTTP baseline measured in the same run (~20 s).
 run: install
-	$(PY) benchmarks/quickstart_process.py
-	$(PY) benchmarks/single_session.py --seconds 1 --rounds 3
+	$(VENV)/bin/openenv bench --compare --sessions 256 --duration 5
 
 test: install
 	$(PY) -m pytest

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["main"]
 
@@ -79,6 +80,41 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_fast(coroutine: Any) -> Any:
+    """Run on uvloop when installed: ours and the baselines then share the faster loop."""
+    try:
+        import uvloop
+    except ImportError:
+        import asyncio
+
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from openenv.bench.runner import BenchOptions, format_result, run_bench
+
+    options = BenchOptions(
+        env=args.env,
+        provider=args.provider,
+        sessions=args.sessions,
+        steps=args.steps,
+        duration=args.duration,
+        message_size=args.message_size,
+        servers=args.servers,
+        compare=args.compare,
+        progress=sys.stderr.isatty(),
+    )
+    result = _run_fast(run_bench(options))
+    print(format_result(result))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(result.as_json(), out, indent=2)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openenv", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +153,28 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--tag", help="image tag (default: <env-name>:latest, e.g. echo-env:latest)")
     build.add_argument("--base-image", default="python:3.11-slim")
     build.set_defaults(handler=_build)
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure env pool throughput (and, with --compare, the baselines)",
+        description="Drive SESSIONS env sessions from one asyncio process, each in its own "
+        "closed loop, and report steps/s, p50/p99 step latency, start-up time and client CPU per "
+        "step. --compare adds, in the same run, a raw websockets ping-pong ceiling and a "
+        "per-step HTTP POST baseline with as many server processes and connections.",
+    )
+    bench.add_argument("--env", choices=["echo", "coding"], default="echo")
+    bench.add_argument("--provider", choices=["process", "docker"], default="process")
+    bench.add_argument("--sessions", type=int, default=8)
+    length = bench.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="steps per session")
+    length.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    bench.add_argument("--message-size", type=int, default=100, metavar="BYTES")
+    bench.add_argument(
+        "--servers", type=int, help="server processes for --provider process (default: 1 per core)"
+    )
+    bench.add_argument("--compare", action="store_true")
+    bench.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    bench.set_defaults(handler=_bench)
 
     ps = commands.add_parser("ps", help="list openenv-managed containers")
     ps.set_defaults(handler=_ps)

@@ -2,28 +2,35 @@
 
 It does what an env server must do at the least (receive a frame, send one back) and nothing
 else, so ``our steps/s ÷ its steps/s`` is the share of the transport's ceiling we reach. Run as
-``python -m openenv.bench.raw_server REPLY_BYTES``; it prints its ``ws://`` address.
+``python -m openenv.bench.raw_server REPLY_BYTES [UNIX_SOCKET_PATH]``; it prints its address
+(``ws://127.0.0.1:PORT/`` or ``unix://PATH``) once it accepts connections.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection, serve, unix_serve
 
 
-async def main(reply_bytes: int) -> None:
+async def main(reply_bytes: int, unix_path: str | None) -> None:
     reply = b"r" * reply_bytes
 
     async def pong(ws: ServerConnection) -> None:
         async for _ in ws:
             await ws.send(reply)
 
-    async with serve(pong, "127.0.0.1", 0, compression=None, max_size=None) as server:
+    options: dict[str, Any] = {"compression": None, "max_size": None}
+    if unix_path is not None:
+        async with unix_serve(pong, unix_path, **options):
+            print(f"unix://{unix_path}", flush=True)
+            await asyncio.Event().wait()
+    async with serve(pong, "127.0.0.1", 0, **options) as server:
         port = server.sockets[0].getsockname()[1]
         print(f"ws://127.0.0.1:{port}/", flush=True)
-        await asyncio.Event().wait()  # until killed, or stdin closes
+        await asyncio.Event().wait()  # until killed
 
 
 def _run() -> None:
@@ -33,7 +40,7 @@ def _run() -> None:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run  # type: ignore[assignment]
-    runner(main(int(sys.argv[1])))
+    runner(main(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None))
 
 
 if __name__ == "__main__":

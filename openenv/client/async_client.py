@@ -12,6 +12,7 @@ from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.protocol import State as ConnectionState
 
+from openenv.client.deadline import Deadline
 from openenv.endpoint import Endpoint
 from openenv.exceptions import (
     AuthenticationError,
@@ -86,7 +87,6 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
             endpoint = Endpoint.parse(endpoint)
         self.endpoint = endpoint if token is None else endpoint.with_token(token)
         self.connect_timeout = connect_timeout
-        self.timeout = timeout
         self.max_frame_bytes = max_frame_bytes
         self._on_close = on_close
         self._codec: Codec[Any] = _codec_for(self.observation_type, self.state_type)
@@ -94,6 +94,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         self._hello: Hello | None = None
         self._ids = itertools.count(1)
         self._lock = asyncio.Lock()
+        self._deadline = Deadline(timeout)
         self._closed = False
         self._lost = False  # the connection dropped under a call
 
@@ -131,6 +132,15 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
     def hello(self) -> Hello | None:
         """The server's greeting (env name, protocol, schemas) once connected."""
         return self._hello
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds each call may take (None: no limit)."""
+        return self._deadline.seconds
+
+    @timeout.setter
+    def timeout(self, seconds: float | None) -> None:
+        self._deadline.seconds = seconds
 
     async def connect(self) -> Hello:
         """Open the session now rather than on the first call; returns the greeting."""
@@ -202,35 +212,34 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
 
     async def _call(self, request: Reset | Step[Any] | GetState) -> Any:
         async with self._lock:
-            ws = await self._connection()
+            ws = self._ws if self._ws is not None and not self._closed else await self._connection()
+            deadline = self._deadline
+            deadline.start()
             try:
-                async with asyncio.timeout(self.timeout):
-                    await ws.send(self._codec.encode(request))
-                    reply = await self._reply_to(ws, request.id)
-            except TimeoutError:
-                raise EnvTimeoutError(
-                    f"no reply to {type(request).__name__.lower()} within {self.timeout} s "
-                    f"from {self.endpoint}"
-                ) from None
+                await ws.send(self._codec.encode(request))
+                while True:  # replies to earlier calls that timed out or were cancelled are dropped
+                    reply = self._decode(await ws.recv())
+                    if getattr(reply, "id", None) == request.id:
+                        break
+                    _check_stale(reply, request.id)
+            except asyncio.CancelledError:
+                if deadline.expired():
+                    raise EnvTimeoutError(
+                        f"no reply to {type(request).__name__.lower()} within {self.timeout} s "
+                        f"from {self.endpoint}"
+                    ) from None
+                raise
             except ConnectionClosed as exc:
                 self._lost = True
                 raise ConnectionLostError(_describe_close(exc, self.endpoint)) from exc
             except OSError as exc:
                 self._lost = True
                 raise ConnectionLostError(f"connection to {self.endpoint} failed: {exc}") from exc
+            finally:
+                deadline.finish()
         if isinstance(reply, Error):
             raise remote_error(reply.code, reply.message)
         return reply
-
-    async def _reply_to(self, ws: ClientConnection, request_id: int) -> Any:
-        while True:
-            reply = self._decode(await ws.recv())
-            reply_id = getattr(reply, "id", None)
-            if reply_id == request_id or (isinstance(reply, Error) and reply_id is None):
-                return reply
-            if reply_id is None or reply_id > request_id:
-                raise ProtocolError(f"reply {reply!r} does not answer request {request_id}")
-            # An earlier request timed out or was cancelled; its late reply is dropped here.
 
     def _decode(self, frame: bytes | str) -> Any:
         try:
@@ -310,6 +319,15 @@ def _codec_for(observation_type: type[Any], state_type: type[Any]) -> Codec[Any]
     if key not in _CODECS:
         _CODECS[key] = Codec(reply_type(observation_type, state_type))
     return _CODECS[key]
+
+
+def _check_stale(reply: Any, request_id: int) -> None:
+    """Let a reply to an earlier request pass (to be dropped); anything else is a violation."""
+    reply_id = getattr(reply, "id", None)
+    if isinstance(reply, Error) and reply_id is None:
+        raise remote_error(reply.code, reply.message)  # a session-level error, e.g. capacity
+    if reply_id is None or reply_id > request_id:
+        raise ProtocolError(f"reply {reply!r} does not answer request {request_id}")
 
 
 def _step_result(reply: Result[Any]) -> StepResult[Any]:

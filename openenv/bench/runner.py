@@ -1,0 +1,419 @@
+"""``openenv bench``: throughput of an env pool, and of the baselines it is judged by.
+
+Every session runs its own closed loop (send a step, wait for the reply, repeat), as rollout
+workers do. ``--compare`` measures, in the same run and against the same number of server
+processes and connections, a bare ``websockets`` ping-pong with frames of the same size (the
+ceiling) and the same env behind a per-step HTTP POST (the baseline), and reports our figures
+as ratios to both: machines are shared and noisy, so only same-run ratios mean anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import importlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from openenv.client.async_client import AsyncEnvClient
+from openenv.client.pool import EnvPool
+from openenv.protocol import Codec, Result, Step, request_type
+from openenv.providers.base import Provider
+
+__all__ = ["BenchOptions", "BenchResult", "LoopFigures", "run_bench"]
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """How the bench drives one env: its client, server app, image and a sample action."""
+
+    client: str
+    app: str
+    image: str
+    action: Callable[[int], Any]
+
+
+def _echo_action(size: int) -> Any:
+    from envs.echo_env import EchoAction
+
+    return EchoAction(message="x" * size)
+
+
+def _code_action(size: int) -> Any:
+    from envs.coding_env import CodeAction
+
+    return CodeAction(code="print(1)" + (" #" + "x" * (size - 10) if size > 10 else ""))
+
+
+ENVS = {
+    "echo": EnvSpec("envs.echo_env:AsyncEchoEnv", "envs.echo_env", "echo-env:latest", _echo_action),
+    "coding": EnvSpec(
+        "envs.coding_env:AsyncCodingEnv", "envs.coding_env", "coding-env:latest", _code_action
+    ),
+}
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    env: str = "echo"
+    provider: str = "process"
+    sessions: int = 8
+    steps: int | None = None  # per session; None: run for ``duration``
+    duration: float = 5.0
+    message_size: int = 100
+    servers: int | None = None  # process provider: server processes (default: one per core)
+    compare: bool = False
+    progress: bool = True
+
+
+@dataclass
+class LoopFigures:
+    """One closed-loop measurement."""
+
+    steps: int
+    seconds: float
+    steps_per_s: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us_per_step: float
+
+
+@dataclass
+class BenchResult:
+    env: str
+    provider: str
+    sessions: int
+    servers: int
+    message_size: int
+    startup_s: float
+    ours: LoopFigures
+    raw: LoopFigures | None = None
+    http: LoopFigures | None = None
+    replaced: int = 0
+    errors: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        """The flat figures ``--json`` writes."""
+        data: dict[str, Any] = {
+            "env": self.env,
+            "provider": self.provider,
+            "sessions": self.sessions,
+            "servers": self.servers,
+            "message_size": self.message_size,
+            "steps": self.ours.steps,
+            "seconds": round(self.ours.seconds, 3),
+            "steps_per_s": round(self.ours.steps_per_s, 1),
+            "p50_ms": round(self.ours.p50_ms, 3),
+            "p99_ms": round(self.ours.p99_ms, 3),
+            "cpu_us_per_step": round(self.ours.cpu_us_per_step, 1),
+            "startup_s": round(self.startup_s, 3),
+            "replaced": self.replaced,
+            "errors": self.errors,
+        }
+        for name, figures in (("raw", self.raw), ("http", self.http)):
+            if figures is not None:
+                data[f"{name}_steps_per_s"] = round(figures.steps_per_s, 1)
+                data[f"{name}_p50_ms"] = round(figures.p50_ms, 3)
+                data[f"{name}_p99_ms"] = round(figures.p99_ms, 3)
+                data[f"vs_{name}"] = round(self.ours.steps_per_s / figures.steps_per_s, 3)
+        return data
+
+
+# The closed loop shared by every measurement.
+
+
+async def _closed_loops(
+    calls: list[Callable[[], Awaitable[object]]],
+    options: BenchOptions,
+    label: str,
+) -> LoopFigures:
+    """Run every call in its own loop until ``options.steps`` each or ``options.duration``."""
+    latencies: list[list[float]] = [[] for _ in calls]
+    deadline = time.perf_counter() + options.duration if options.steps is None else float("inf")
+    limit = options.steps if options.steps is not None else sys.maxsize
+
+    async def loop(call: Callable[[], Awaitable[object]], record: list[float]) -> None:
+        clock = time.perf_counter
+        while len(record) < limit:
+            started = clock()
+            await call()
+            now = clock()
+            record.append(now - started)
+            if now >= deadline:
+                return
+
+    cpu_began, began = time.process_time(), time.perf_counter()
+    with _live_progress(options, label, latencies, began):
+        await asyncio.gather(
+            *(loop(call, record) for call, record in zip(calls, latencies, strict=True))
+        )
+    seconds = time.perf_counter() - began
+    cpu = time.process_time() - cpu_began
+    merged = sorted(x for record in latencies for x in record)
+    steps = len(merged)
+    return LoopFigures(
+        steps=steps,
+        seconds=seconds,
+        steps_per_s=steps / seconds,
+        p50_ms=_quantile(merged, 0.50) * 1e3,
+        p99_ms=_quantile(merged, 0.99) * 1e3,
+        cpu_us_per_step=cpu / max(steps, 1) * 1e6,
+    )
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@contextlib.contextmanager
+def _live_progress(
+    options: BenchOptions, label: str, latencies: list[list[float]], began: float
+) -> Iterator[None]:
+    """A live bar: steps done and the running rate (steps) or seconds elapsed (duration)."""
+    if not options.progress:
+        yield
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    total = options.steps * len(latencies) if options.steps is not None else options.duration
+    bar = Progress(
+        TextColumn(f"[bold]{label:<6}"),
+        BarColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        transient=True,
+    )
+    task = bar.add_task(label, total=total, rate="")
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            done = sum(len(r) for r in latencies)
+            elapsed = time.perf_counter() - began
+            completed = done if options.steps is not None else min(elapsed, options.duration)
+            bar.update(task, completed=completed, rate=f"{done / elapsed:,.0f} steps/s")
+
+    with bar:
+        ticker = asyncio.ensure_future(tick())
+        try:
+            yield
+        finally:
+            ticker.cancel()
+
+
+# Ours: an EnvPool.
+
+
+def _client_class(spec: EnvSpec) -> type[AsyncEnvClient[Any, Any, Any]]:
+    module, _, name = spec.client.partition(":")
+    cls: type[AsyncEnvClient[Any, Any, Any]] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def _provider(spec: EnvSpec, options: BenchOptions, servers: int) -> tuple[Provider, int]:
+    """The provider and how many sessions share one server."""
+    if options.provider == "docker":
+        from openenv.providers.docker import LocalDockerProvider
+
+        return LocalDockerProvider(spec.image), 1
+    from openenv.providers.process import LocalProcessProvider
+
+    env = {"OPENENV_MAX_SESSIONS": str(options.sessions)}
+    return LocalProcessProvider(spec.app, env=env), -(-options.sessions // servers)
+
+
+def _server_count(options: BenchOptions) -> int:
+    if options.provider == "docker":
+        return options.sessions
+    return options.servers or min(options.sessions, os.cpu_count() or 1)
+
+
+async def run_bench(options: BenchOptions) -> BenchResult:
+    """Measure ours, then (with ``compare``) the raw ceiling and the HTTP baseline."""
+    spec = ENVS[options.env]
+    servers = _server_count(options)
+    provider, per_server = _provider(spec, options, servers)
+    action = spec.action(options.message_size)
+    pool = EnvPool(_client_class(spec), provider, options.sessions, sessions_per_server=per_server)
+    async with pool:
+        await pool.reset()
+        frame, reply_bytes = _wire_sample(pool.envs[0], action)
+        await pool.envs[0].step(action)
+        calls: list[Callable[[], Awaitable[object]]] = [
+            functools.partial(env.step, action) for env in pool.envs
+        ]
+        ours = await _closed_loops(calls, options, "ours")
+        result = BenchResult(
+            env=options.env,
+            provider=options.provider,
+            sessions=options.sessions,
+            servers=len({env.endpoint for env in pool.envs}),
+            message_size=options.message_size,
+            startup_s=pool.stats.startup_s,
+            ours=ours,
+            replaced=pool.stats.envs_replaced,
+            errors=pool.stats.failed_calls,
+        )
+    if options.compare:
+        unix = pool.envs[0].endpoint.unix_socket is not None
+        result.raw = await _raw_ceiling(options, servers, frame, reply_bytes, unix)
+        result.http = await _http_baseline(options, spec, servers, action)
+    return result
+
+
+def _wire_sample(env: AsyncEnvClient[Any, Any, Any], action: Any) -> tuple[bytes, int]:
+    """The step frame our client sends for ``action`` and the size of the reply it gets."""
+    codec: Codec[Any] = Codec(request_type(type(action)))
+    frame = codec.encode(Step(id=10**6, action=action))
+    observation_type = env.observation_type
+    sample = observation_type(**_observation_sample(observation_type, action))
+    reply = codec.encode(Result(id=10**6, observation=sample, reward=1.0))
+    return frame, len(reply)
+
+
+def _observation_sample(observation_type: type[Any], action: Any) -> dict[str, Any]:
+    """An observation as large as the env's reply to ``action`` (echo: the message back)."""
+    if hasattr(action, "message"):
+        return {
+            "echoed_message": action.message,
+            "message_length": len(action.message),
+            "reward": 1.0,
+        }
+    return {"stdout": "1\n", "reward": 1.0}
+
+
+# Baselines, each in their own server processes.
+
+
+@contextlib.asynccontextmanager
+async def _servers(commands: list[list[str]]) -> AsyncIterator[list[str]]:
+    """Start one baseline server per command; each prints its address on its first line."""
+    processes = [
+        subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
+            [sys.executable, "-m", *command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for command in commands
+    ]
+    try:
+        addresses = []
+        for process in processes:
+            assert process.stdout is not None
+            line = await asyncio.to_thread(process.stdout.readline)
+            if not line:
+                raise RuntimeError(f"baseline server {process.args!r} failed to start")
+            addresses.append(line.strip())
+        yield addresses
+    finally:
+        for process in processes:
+            process.kill()
+        for process in processes:
+            process.wait()
+
+
+async def _raw_ceiling(
+    options: BenchOptions, servers: int, frame: bytes, reply_bytes: int, unix: bool
+) -> LoopFigures:
+    """The same frames over the same transport, to servers that only answer."""
+    from websockets.asyncio.client import connect, unix_connect
+
+    with tempfile.TemporaryDirectory(prefix="oe-raw-") as directory:
+        commands = [
+            ["openenv.bench.raw_server", str(reply_bytes)]
+            + ([f"{directory}/raw{i}.sock"] if unix else [])
+            for i in range(servers)
+        ]
+        async with _servers(commands) as urls, contextlib.AsyncExitStack() as stack:
+            connections = []
+            for index in range(options.sessions):
+                url = urls[index % servers]
+                opened = (
+                    unix_connect(url.removeprefix("unix://"), "ws://localhost/", **_RAW_OPTIONS)
+                    if url.startswith("unix://")
+                    else connect(url, **_RAW_OPTIONS)
+                )
+                connections.append(await stack.enter_async_context(opened))
+
+            def ping_pong(ws: Any) -> Callable[[], Awaitable[object]]:
+                async def call() -> object:
+                    await ws.send(frame)
+                    return await ws.recv()
+
+                return call
+
+            return await _closed_loops([ping_pong(ws) for ws in connections], options, "raw")
+
+
+_RAW_OPTIONS: dict[str, Any] = {"compression": None, "proxy": None, "max_size": None}
+
+
+async def _http_baseline(
+    options: BenchOptions, spec: EnvSpec, servers: int, action: Any
+) -> LoopFigures:
+    import httpx
+    import msgspec
+
+    body = msgspec.json.encode(action)
+    async with _servers([["openenv.bench.http_server", spec.app]] * servers) as urls:
+        limits = httpx.Limits(
+            max_connections=options.sessions, max_keepalive_connections=options.sessions
+        )
+        # TCP_NODELAY: without it, small requests meet delayed ACKs (~40 ms a step) and the
+        # baseline would look far worse than a tuned HTTP env server is.
+        nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+        transport = httpx.AsyncHTTPTransport(limits=limits, socket_options=nodelay)
+        async with httpx.AsyncClient(transport=transport, trust_env=False, timeout=60) as http:
+
+            def session(index: int) -> Callable[[], Awaitable[object]]:
+                base = urls[index % servers]
+                headers = {"x-session": str(index), "content-type": "application/json"}
+
+                async def call() -> object:
+                    response = await http.post(f"{base}/step", content=body, headers=headers)
+                    return response.content
+
+                return call
+
+            for index in range(options.sessions):
+                await http.post(f"{urls[index % servers]}/reset", headers={"x-session": str(index)})
+            return await _closed_loops(
+                [session(i) for i in range(options.sessions)], options, "http"
+            )
+
+
+def format_result(result: BenchResult) -> str:
+    """The human summary ``openenv bench`` prints."""
+    lines = [
+        f"env={result.env} provider={result.provider} sessions={result.sessions} "
+        f"servers={result.servers} message={result.message_size} B",
+        f"start-up      {result.startup_s:8.2f} s",
+    ]
+    rows = [("ours", result.ours), ("raw ws", result.raw), ("http/step", result.http)]
+    lines.append(f"{'':10} {'steps/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'cpu us/step':>12}")
+    for name, figures in rows:
+        if figures is not None:
+            lines.append(
+                f"{name:10} {figures.steps_per_s:10,.0f} {figures.p50_ms:8.3f} "
+                f"{figures.p99_ms:8.3f} {figures.cpu_us_per_step:12.1f}"
+            )
+    ours = result.ours.steps_per_s
+    if result.raw is not None:
+        lines.append(f"ours / raw websockets ceiling = {ours / result.raw.steps_per_s:.2f}")
+    if result.http is not None:
+        lines.append(f"ours / per-step HTTP POST     = {ours / result.http.steps_per_s:.1f}")
+    if result.replaced or result.errors:
+        lines.append(f"envs replaced {result.replaced}, failed calls {result.errors}")
+    return "\n".join(lines)
