@@ -68,6 +68,15 @@ class EnvClient(Generic[ActT, ObsT, StateT]):
         return self._async.closed
 
     @property
+    def timeout(self) -> float | None:
+        """Seconds each call may take (None: no limit)."""
+        return self._async.timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float | None) -> None:
+        self._async.timeout = seconds
+
+    @property
     def usable(self) -> bool:
         """Whether the session can take another call."""
         return self._async.usable
