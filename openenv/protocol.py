@@ -215,7 +215,10 @@ class Codec(Generic[ActT]):
             if isinstance(frame, str):
                 return self._json_decoder.decode(frame)
             return self._msgpack_decoder.decode(frame)
-        except (msgspec.DecodeError, RecursionError) as exc:
+        # msgspec raises DecodeError (a ValueError) for most bad input, but UnicodeDecodeError
+        # (also a ValueError) for invalid UTF-8 in a string, and RecursionError when nested
+        # too deeply: all of them are the sender's fault, none may escape.
+        except (ValueError, RecursionError) as exc:
             detail = str(exc)[:_MAX_DETAIL]
             if isinstance(exc, msgspec.ValidationError) and _ACTION_PATH in detail:
                 code = ErrorCode.INVALID_ACTION
@@ -228,5 +231,5 @@ class Codec(Generic[ActT]):
             if isinstance(frame, str):
                 return self._json_header.decode(frame).id
             return self._msgpack_header.decode(frame).id
-        except (msgspec.DecodeError, RecursionError):
+        except (ValueError, RecursionError):
             return None

@@ -130,3 +130,12 @@ def test_truncated_msgpack_is_invalid_message() -> None:
 
 def test_defaults_are_omitted_on_the_wire() -> None:
     assert msgspec.msgpack.decode(server_codec.encode(Reset(id=1))) == {"type": "reset", "id": 1}
+
+
+def test_invalid_utf8_in_a_string_is_invalid_message_not_a_crash() -> None:
+    # Found by fuzzing: msgspec raises UnicodeDecodeError, not DecodeError, for this.
+    frame = msgspec.msgpack.encode({"type": "step", "id": 4, "action": {"message": "é"}})
+    broken = frame.replace("é".encode(), b"\xe9\x41")
+    with pytest.raises(FrameError) as caught:
+        server_codec.decode(broken)
+    assert caught.value.code == ErrorCode.INVALID_MESSAGE
