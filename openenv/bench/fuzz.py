@@ -146,7 +146,7 @@ def _unknown_tag(rng: random.Random) -> bytes:
 
 
 def _wrong_id(rng: random.Random) -> bytes:
-    bad = rng.choice([-1, 2**64 - 1, "7", 1.5, None, [], {"a": 1}])
+    bad: Any = rng.choice([-1, 2**64 - 1, "7", 1.5, None, [], {"a": 1}])
     return msgspec.msgpack.encode({"type": "reset", "id": bad})
 
 
