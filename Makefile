@@ -35,7 +35,7 @@ lint: install
 
 # Hermetic env images: wheels built here, installed in the image with pip --no-index.
 images: install
-	$(VENV)/bin/openenv build envs/echo_env --base-image $(BASE_IMAGE)
+	$(VENV)/bin/openenv build envs/echo_env envs/coding_env --base-image $(BASE_IMAGE)
 
 # Docker engine (Debian's docker.io) and the local base image openenv-base:bookworm, made with
 # debootstrap and cached in /var/cache/openenv: for machines with no container registry. Root.

@@ -10,7 +10,6 @@ import pytest
 
 from envs.echo_env import AsyncEchoEnv, EchoAction
 from envs.echo_env.models import EchoObservation
-from envs.echo_env.server.echo_environment import EchoEnvironment
 from openenv import (
     AsyncEnvClient,
     AuthenticationError,
@@ -27,14 +26,7 @@ from openenv import (
 from openenv.protocol import Codec, Hello, request_type
 from openenv.server import ServerConfig, create_app
 from tests.conftest import running_server
-
-
-class SlowEchoEnvironment(EchoEnvironment):
-    async def step(self, action: EchoAction) -> EchoObservation:  # type: ignore[override]
-        await asyncio.sleep(float(action.metadata.get("sleep", 0)))
-        if action.message == "boom":
-            raise RuntimeError("kaboom")
-        return super().step(action)
+from tests.slow_echo import SlowEchoEnvironment
 
 
 def slow_app(**config: Any) -> Any:
