@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from openenv.server.serve import load_app
+from openenv.server.serve import exit_when_stdin_closes, load_app
 
 
 def http_app(env_cls: Any) -> Starlette:
@@ -51,6 +51,7 @@ def main() -> None:
         http_app(env_cls), log_level="warning", access_log=False, lifespan="off"
     )
     server = uvicorn.Server(config)
+    exit_when_stdin_closes(server)  # the bench that started us is gone
     asyncio.run(server.serve(sockets=[sock]))
 
 

@@ -34,6 +34,9 @@ async def main(reply_bytes: int, unix_path: str | None) -> None:
 
 
 def _run() -> None:
+    from openenv.server.serve import exit_when_stdin_closes
+
+    exit_when_stdin_closes()  # the bench that started us is gone
     try:
         import uvloop
 

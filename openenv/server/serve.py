@@ -22,7 +22,7 @@ import uvicorn
 
 from openenv.server.config import ServerConfig
 
-__all__ = ["is_loopback", "load_app", "serve"]
+__all__ = ["exit_when_stdin_closes", "is_loopback", "load_app", "serve"]
 _HARD_EXIT_AFTER_S = 3.0
 
 
@@ -91,7 +91,7 @@ def serve(
     app = load_app(target) if isinstance(target, str) else target
     server = uvicorn.Server(_uvicorn_config(app, host, port, uds))
     if watch_parent:
-        _exit_when_stdin_closes(server)
+        exit_when_stdin_closes(server)
     with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
         runner.run(_serve_and_announce(server, uds, ready_fd, ready_file))
 
@@ -127,15 +127,19 @@ def _ws_url(server: uvicorn.Server, uds: str | None) -> str:
     return f"ws://{host}:{port}/ws"
 
 
-def _exit_when_stdin_closes(server: uvicorn.Server) -> None:
+def exit_when_stdin_closes(server: uvicorn.Server | None = None) -> None:
+    """Exit once stdin closes, i.e. once the parent process is gone: ask ``server`` to shut
+    down, and end the process for good a moment later."""
+
     def watch() -> None:
         try:
             while sys.stdin.buffer.read(4096):
                 pass
         except (OSError, ValueError):
             pass
-        server.should_exit = True
+        if server is not None:
+            server.should_exit = True
         # Shutdown waits for open sessions; a parent that is gone will not close them.
-        threading.Timer(_HARD_EXIT_AFTER_S, os._exit, (0,)).start()
+        threading.Timer(_HARD_EXIT_AFTER_S if server else 0.0, os._exit, (0,)).start()
 
     threading.Thread(target=watch, name="openenv-parent-watch", daemon=True).start()
