@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from openenv.client.async_client import AsyncEnvClient
@@ -84,6 +85,7 @@ class LoopFigures:
     p50_ms: float
     p99_ms: float
     cpu_us_per_step: float
+    server_cpu_us_per_step: float | None = None  # summed over the server processes
 
 
 @dataclass
@@ -115,6 +117,7 @@ class BenchResult:
             "p50_ms": round(self.ours.p50_ms, 3),
             "p99_ms": round(self.ours.p99_ms, 3),
             "cpu_us_per_step": round(self.ours.cpu_us_per_step, 1),
+            "server_cpu_us_per_step": _rounded(self.ours.server_cpu_us_per_step),
             "startup_s": round(self.startup_s, 3),
             "replaced": self.replaced,
             "errors": self.errors,
@@ -131,10 +134,31 @@ class BenchResult:
 # The closed loop shared by every measurement.
 
 
+def _optional(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _cpu_seconds(pids: list[int]) -> float | None:
+    """CPU time used so far by ``pids`` (from /proc; None where it cannot be read)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 async def _closed_loops(
     calls: list[Callable[[], Awaitable[object]]],
     options: BenchOptions,
     label: str,
+    server_pids: list[int] | None = None,
 ) -> LoopFigures:
     """Run every call in its own loop until ``options.steps`` each or ``options.duration``."""
     latencies: list[list[float]] = [[] for _ in calls]
@@ -151,6 +175,8 @@ async def _closed_loops(
             if now >= deadline:
                 return
 
+    pids = server_pids or []
+    server_began = _cpu_seconds(pids) if pids else None
     cpu_began, began = time.process_time(), time.perf_counter()
     with _live_progress(options, label, latencies, began):
         await asyncio.gather(
@@ -158,6 +184,7 @@ async def _closed_loops(
         )
     seconds = time.perf_counter() - began
     cpu = time.process_time() - cpu_began
+    server_end = _cpu_seconds(pids) if server_began is not None else None
     merged = sorted(x for record in latencies for x in record)
     steps = len(merged)
     return LoopFigures(
@@ -167,6 +194,11 @@ async def _closed_loops(
         p50_ms=_quantile(merged, 0.50) * 1e3,
         p99_ms=_quantile(merged, 0.99) * 1e3,
         cpu_us_per_step=cpu / max(steps, 1) * 1e6,
+        server_cpu_us_per_step=(
+            None
+            if server_began is None or server_end is None
+            else (server_end - server_began) / max(steps, 1) * 1e6
+        ),
     )
 
 
@@ -253,7 +285,8 @@ async def run_bench(options: BenchOptions) -> BenchResult:
         calls: list[Callable[[], Awaitable[object]]] = [
             functools.partial(env.step, action) for env in pool.envs
         ]
-        ours = await _closed_loops(calls, options, "ours")
+        pids = [int(s.id) for s in provider.running()] if options.provider == "process" else None
+        ours = await _closed_loops(calls, options, "ours", pids)
         result = BenchResult(
             env=options.env,
             provider=options.provider,
@@ -296,8 +329,14 @@ def _observation_sample(observation_type: type[Any], action: Any) -> dict[str, A
 # Baselines, each in their own server processes.
 
 
+@dataclass(frozen=True)
+class _Baseline:
+    addresses: list[str]
+    pids: list[int]
+
+
 @contextlib.asynccontextmanager
-async def _servers(commands: list[list[str]]) -> AsyncIterator[list[str]]:
+async def _servers(commands: list[list[str]]) -> AsyncIterator[_Baseline]:
     """Start one baseline server per command; each prints its address on its first line."""
     processes = [
         subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
@@ -316,7 +355,7 @@ async def _servers(commands: list[list[str]]) -> AsyncIterator[list[str]]:
             if not line:
                 raise RuntimeError(f"baseline server {process.args!r} failed to start")
             addresses.append(line.strip())
-        yield addresses
+        yield _Baseline(addresses, [process.pid for process in processes])
     finally:
         for process in processes:
             process.kill()
@@ -336,7 +375,8 @@ async def _raw_ceiling(
             + ([f"{directory}/raw{i}.sock"] if unix else [])
             for i in range(servers)
         ]
-        async with _servers(commands) as urls, contextlib.AsyncExitStack() as stack:
+        async with _servers(commands) as baseline, contextlib.AsyncExitStack() as stack:
+            urls = baseline.addresses
             connections = []
             for index in range(options.sessions):
                 url = urls[index % servers]
@@ -354,7 +394,8 @@ async def _raw_ceiling(
 
                 return call
 
-            return await _closed_loops([ping_pong(ws) for ws in connections], options, "raw")
+            calls = [ping_pong(ws) for ws in connections]
+            return await _closed_loops(calls, options, "raw", baseline.pids)
 
 
 _RAW_OPTIONS: dict[str, Any] = {"compression": None, "proxy": None, "max_size": None}
@@ -367,7 +408,8 @@ async def _http_baseline(
     import msgspec
 
     body = msgspec.json.encode(action)
-    async with _servers([["openenv.bench.http_server", spec.app]] * servers) as urls:
+    async with _servers([["openenv.bench.http_server", spec.app]] * servers) as baseline:
+        urls = baseline.addresses
         limits = httpx.Limits(
             max_connections=options.sessions, max_keepalive_connections=options.sessions
         )
@@ -389,9 +431,8 @@ async def _http_baseline(
 
             for index in range(options.sessions):
                 await http.post(f"{urls[index % servers]}/reset", headers={"x-session": str(index)})
-            return await _closed_loops(
-                [session(i) for i in range(options.sessions)], options, "http"
-            )
+            calls = [session(i) for i in range(options.sessions)]
+            return await _closed_loops(calls, options, "http", baseline.pids)
 
 
 def format_result(result: BenchResult) -> str:
@@ -402,12 +443,16 @@ def format_result(result: BenchResult) -> str:
         f"start-up      {result.startup_s:8.2f} s",
     ]
     rows = [("ours", result.ours), ("raw ws", result.raw), ("http/step", result.http)]
-    lines.append(f"{'':10} {'steps/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'cpu us/step':>12}")
+    lines.append(
+        f"{'':10} {'steps/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'client us/step':>15} "
+        f"{'servers us/step':>16}"
+    )
     for name, figures in rows:
         if figures is not None:
             lines.append(
                 f"{name:10} {figures.steps_per_s:10,.0f} {figures.p50_ms:8.3f} "
-                f"{figures.p99_ms:8.3f} {figures.cpu_us_per_step:12.1f}"
+                f"{figures.p99_ms:8.3f} {figures.cpu_us_per_step:15.1f} "
+                f"{_optional(figures.server_cpu_us_per_step):>16}"
             )
     ours = result.ours.steps_per_s
     if result.raw is not None:

@@ -19,5 +19,6 @@ async def test_killed_servers_lose_no_episode_and_misroute_no_reply(
     assert report["failed"] == 0, report["failure_causes"]
     assert report["completed_after_retry"] >= 1
     assert report["mismatched_replies"] == 0
-    assert report["servers_replaced"] == report["servers_killed"]
+    # A killed server whose sessions see no further call before the run ends is never replaced.
+    assert 1 <= report["servers_replaced"] <= report["servers_killed"]
     assert report["leftover_servers"] == 0

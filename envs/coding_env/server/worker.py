@@ -8,9 +8,9 @@ with exactly one :class:`Reply` frame. A frame is a 4-byte big-endian length and
 payload. The server decodes replies with msgspec into a fixed type and bounds their size: it
 treats this process as untrusted (the code it runs might have escaped the interpreter).
 
-This module is imported by the server too (for the wire types and ``main``), so it imports
-nothing heavy at module level; smolagents is imported by the worker itself (and preloaded by the
-fork server, so a worker starts in milliseconds).
+This module is imported by the server too (for the wire types), so it imports nothing heavy at
+module level; smolagents is imported by the fork server (``fork_server.py``) once, and every
+worker forked from it has it already: a worker starts in milliseconds.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ __all__ = [
     "WorkerConfig",
     "clip",
     "default_authorized_imports",
+    "describe_error",
     "main",
     "truncation_marker",
 ]
@@ -96,7 +97,7 @@ class Reply(msgspec.Struct, array_like=True):
 
 def default_authorized_imports() -> list[str]:
     """smolagents' base list plus :data:`EXTRA_AUTHORIZED_IMPORTS` (imports smolagents)."""
-    from smolagents.utils import BASE_BUILTIN_MODULES
+    from smolagents.utils import BASE_BUILTIN_MODULES  # type: ignore[import-untyped]
 
     return sorted(set(BASE_BUILTIN_MODULES) | set(EXTRA_AUTHORIZED_IMPORTS))
 
@@ -156,6 +157,9 @@ class BoundedPrintBuffer:
 
     def append(self, text: str) -> BoundedPrintBuffer:
         size = utf8_len(text)
+        if self.omitted:  # full: keep counting, never keep a later piece after a dropped one
+            self.omitted += size
+            return self
         room = self.cap - self._size
         if size <= room:
             self._chunks.append(text)
@@ -198,7 +202,9 @@ class Interpreter:
     into a :class:`Reply` (documented in the env's README)."""
 
     def __init__(self, config: WorkerConfig) -> None:
-        from smolagents.local_python_executor import LocalPythonExecutor
+        from smolagents.local_python_executor import (  # type: ignore[import-untyped]
+            LocalPythonExecutor,
+        )
 
         imports = list(config.authorized_imports or default_authorized_imports())
         self.limit = config.max_output_bytes
@@ -224,11 +230,12 @@ class Interpreter:
         except BaseException as exc:  # SystemExit and KeyboardInterrupt are errors of the code
             out_of_memory = _caused_by(exc, MemoryError)
             if out_of_memory:
+                prints = executor.state.get("_print_outputs")
                 executor.state.clear()  # free what the code holds before formatting
-                executor.state["_print_outputs"] = BoundedPrintBuffer()
+                executor.state["_print_outputs"] = prints
             return Reply(
                 stdout=self._stdout(""),
-                stderr=clip(describe_error(exc) + "\n", self.limit),
+                stderr=clip(_safe_describe(exc) + "\n", self.limit),
                 exit_code=1,
                 out_of_memory=out_of_memory,
             )
@@ -259,6 +266,13 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
     return False
 
 
+def _safe_describe(exc: BaseException) -> str:
+    try:
+        return describe_error(exc)
+    except Exception:  # the exception's own __str__ failed
+        return f"{type(exc).__name__}: <the exception's message could not be computed>"
+
+
 def describe_error(exc: BaseException) -> str:
     """The error line: smolagents' own message for its ``InterpreterError`` (it names the
     failing statement, the exception type and message), else Python's ``Type: message``.
@@ -287,16 +301,16 @@ def describe_error(exc: BaseException) -> str:
 # The process.
 
 
-def main(sock: socket.socket, config: WorkerConfig) -> None:
-    """The worker process: serve requests on ``sock`` until the server closes it."""
-    _die_with_server(sock)
+def main(sock: socket.socket, config: WorkerConfig, parent_pid: int | None = None) -> None:
+    """The worker process (forked by the fork server, whose pid is ``parent_pid``): serve
+    requests on ``sock`` until the server closes it."""
+    _die_with_server(sock, parent_pid)
     _apply_limits(config)
-    from smolagents import local_python_executor
+    from smolagents import local_python_executor  # type: ignore[import-untyped]
 
     BoundedPrintBuffer.cap = config.max_output_bytes
     # smolagents makes a new PrintContainer() per run; make it a bounded one.
-    local_python_executor.PrintContainer = BoundedPrintBuffer  # type: ignore[misc]
-    os.environ.pop("OPENENV_TOKEN", None)
+    local_python_executor.PrintContainer = BoundedPrintBuffer
     sock.setblocking(True)
     interpreter = Interpreter(config)
     decoder = msgspec.msgpack.Decoder(Request)
@@ -331,9 +345,7 @@ def _encode(encoder: msgspec.msgpack.Encoder, reply: Reply) -> bytes:
     try:
         payload = encoder.encode(reply)
     except UnicodeEncodeError:  # lone surrogates: send them as backslash escapes
-        fields = {
-            name: _sendable(getattr(reply, name)) for name in ("stdout", "stderr")
-        }
+        fields = {name: _sendable(getattr(reply, name)) for name in ("stdout", "stderr")}
         payload = encoder.encode(msgspec.structs.replace(reply, **fields))
     return HEADER.pack(len(payload)) + payload
 
@@ -361,25 +373,14 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
     return bytes(buffer)
 
 
-def _die_with_server(sock: socket.socket) -> None:
+def _die_with_server(sock: socket.socket, parent_pid: int | None) -> None:
     """Make sure this process ends when the server does, even mid-way through a step.
 
     A thread exits the process as soon as the server's end of the socket closes (the server
-    exited, crashed or dropped this worker), while the main thread runs code. Code holding the
+    exited, crashed or dropped this worker) while the main thread runs code. Code holding the
     GIL in C (``sum(range(10**15))``) would starve that thread, so on Linux the process also
-    gets SIGKILL when its parent (the fork server) exits, which it does when the server is gone.
+    gets SIGKILL when its parent, the fork server, exits, which it does when the server is gone.
     """
-    try:
-        from multiprocessing import forkserver
-
-        # Each forked child inherits the fork server's "server alive" pipe; without this copy
-        # the fork server notices at once when the server is gone, and exits.
-        server = forkserver._forkserver  # type: ignore[attr-defined]
-        if server._forkserver_alive_fd is not None:
-            os.close(server._forkserver_alive_fd)
-            server._forkserver_alive_fd = None
-    except (ImportError, AttributeError, OSError):
-        pass
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -388,6 +389,8 @@ def _die_with_server(sock: socket.socket) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
         except (OSError, AttributeError):
             pass
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(0)  # the fork server died before the line above took effect
     hangup = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
     threading.Thread(
         target=_exit_on_hangup, args=(sock.fileno(), hangup), name="watchdog", daemon=True
@@ -416,4 +419,3 @@ def _apply_limits(config: WorkerConfig) -> None:
             limit = min(limit, hard)
         # Soft and hard: the code cannot raise it again.
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
