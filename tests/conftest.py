@@ -132,7 +132,7 @@ def docker_images() -> None:
     OPENENV_REQUIRE_DOCKER=1 (CI) says they must run."""
     problem = docker_problem()
     if problem is None:
-        for image in ("echo-env:latest",):
+        for image in ("echo-env:latest", "coding-env:latest"):
             done = subprocess.run(["docker", "image", "inspect", image], capture_output=True)
             if done.returncode != 0:
                 problem = f"image {image} is missing (make images)"
