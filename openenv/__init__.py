@@ -3,32 +3,50 @@
 Environments run server-side and speak ``reset`` / ``step`` / ``state`` over one WebSocket per
 session. This package holds the client SDK (importable without any server dependency), the
 server base class (``openenv.server``) and the providers that run servers.
+
+Public names are imported on first use, so that ``import openenv.server`` in an env container
+does not pay for the client side (a tenth of a second of every container's start-up).
 """
 
-from openenv.client import AsyncEnvClient, BatchError, EnvClient, EnvPool, Episode, PoolStats
-from openenv.endpoint import Endpoint
-from openenv.exceptions import (
-    AuthenticationError,
-    CapacityError,
-    ConnectError,
-    ConnectionLostError,
-    EnvError,
-    EnvTimeoutError,
-    InvalidActionError,
-    InvalidMessageError,
-    NotResetError,
-    OpenEnvError,
-    PoolError,
-    ProtocolError,
-    ProviderError,
-    RemoteError,
-    ServerTimeoutError,
-    VersionMismatchError,
-)
-from openenv.providers import LocalProcessProvider, Provider, ServerHandle
-from openenv.types import Action, Observation, State, StepResult
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Action": "openenv.types",
+    "AsyncEnvClient": "openenv.client",
+    "AuthenticationError": "openenv.exceptions",
+    "BatchError": "openenv.client",
+    "CapacityError": "openenv.exceptions",
+    "ConnectError": "openenv.exceptions",
+    "ConnectionLostError": "openenv.exceptions",
+    "Endpoint": "openenv.endpoint",
+    "EnvClient": "openenv.client",
+    "EnvError": "openenv.exceptions",
+    "EnvPool": "openenv.client",
+    "EnvTimeoutError": "openenv.exceptions",
+    "Episode": "openenv.client",
+    "InvalidActionError": "openenv.exceptions",
+    "InvalidMessageError": "openenv.exceptions",
+    "LocalProcessProvider": "openenv.providers",
+    "NotResetError": "openenv.exceptions",
+    "Observation": "openenv.types",
+    "OpenEnvError": "openenv.exceptions",
+    "PoolError": "openenv.exceptions",
+    "PoolStats": "openenv.client",
+    "ProtocolError": "openenv.exceptions",
+    "Provider": "openenv.providers",
+    "ProviderError": "openenv.exceptions",
+    "RemoteError": "openenv.exceptions",
+    "ServerHandle": "openenv.providers",
+    "ServerTimeoutError": "openenv.exceptions",
+    "State": "openenv.types",
+    "StepResult": "openenv.types",
+    "VersionMismatchError": "openenv.exceptions",
+}
 
 __all__ = [
     "Action",
@@ -63,3 +81,41 @@ __all__ = [
     "VersionMismatchError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'openenv' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from openenv.client import AsyncEnvClient, BatchError, EnvClient, EnvPool, Episode, PoolStats
+    from openenv.endpoint import Endpoint
+    from openenv.exceptions import (
+        AuthenticationError,
+        CapacityError,
+        ConnectError,
+        ConnectionLostError,
+        EnvError,
+        EnvTimeoutError,
+        InvalidActionError,
+        InvalidMessageError,
+        NotResetError,
+        OpenEnvError,
+        PoolError,
+        ProtocolError,
+        ProviderError,
+        RemoteError,
+        ServerTimeoutError,
+        VersionMismatchError,
+    )
+    from openenv.providers import LocalProcessProvider, Provider, ServerHandle
+    from openenv.types import Action, Observation, State, StepResult

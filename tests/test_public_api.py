@@ -39,3 +39,12 @@ def test_importing_a_client_pulls_in_no_server_dependency() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_every_public_name_resolves_lazily_and_serving_skips_the_client() -> None:
+    import openenv as package
+
+    assert set(package._EXPORTS) == set(package.__all__) - {"__version__"}
+    code = "import sys, openenv.server.serve\nprint('openenv.client' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "False", out.stderr

@@ -104,12 +104,15 @@ def test_every_frame_gets_a_well_formed_answer_and_the_session_survives(
     live_server: Endpoint, frame: bytes | str
 ) -> None:
     with open_session(live_server) as ws:
-        ws.send(frame)
         try:
+            ws.send(frame)
             answer = ws.recv(timeout=5)
-        except ConnectionClosed as closed:
-            assert closed.rcvd is not None, "closed without a close frame: the session crashed"
-            assert closed.rcvd.code == 1009 and len(frame) > MAX_FRAME
+        except (ConnectionClosed, OSError) as closed:
+            # Only an oversized frame may end the session: 1009, or the socket shut while we
+            # were still writing the rest of it.
+            assert len(frame) > MAX_FRAME, f"session ended by a {len(frame)}-byte frame"
+            if isinstance(closed, ConnectionClosed) and closed.rcvd is not None:
+                assert closed.rcvd.code == 1009
             return
         kind = check_reply(frame, answer)
         if kind == "goodbye":

@@ -1,1 +1,0 @@
-"""Example environments shipped with openenv."""

@@ -1,3 +1,0 @@
-from openenv.cli import main
-
-main()

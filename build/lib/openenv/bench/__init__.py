@@ -1,1 +1,0 @@
-"""Throughput measurement: our client against the baselines it is judged by."""

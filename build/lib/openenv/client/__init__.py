@@ -1,6 +1,0 @@
-"""The client side: async and sync sessions with env servers."""
-
-from openenv.client.async_client import AsyncEnvClient
-from openenv.client.sync_client import EnvClient
-
-__all__ = ["AsyncEnvClient", "EnvClient"]
