@@ -211,33 +211,36 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
     # Internals.
 
     async def _call(self, request: Reset | Step[Any] | GetState) -> Any:
-        async with self._lock:
+        # acquire()/release() rather than ``async with``: two coroutine frames fewer per step.
+        lock = self._lock
+        await lock.acquire()
+        deadline = self._deadline
+        try:
             ws = self._ws if self._ws is not None and not self._closed else await self._connection()
-            deadline = self._deadline
             deadline.start()
-            try:
-                await ws.send(self._codec.encode(request))
-                while True:  # replies to earlier calls that timed out or were cancelled are dropped
-                    reply = self._decode(await ws.recv())
-                    if getattr(reply, "id", None) == request.id:
-                        break
-                    _check_stale(reply, request.id)
-            except asyncio.CancelledError:
-                if deadline.expired():
-                    raise EnvTimeoutError(
-                        f"no reply to {type(request).__name__.lower()} within {self.timeout} s "
-                        f"from {self.endpoint}"
-                    ) from None
-                raise
-            except ConnectionClosed as exc:
-                self._lost = True
-                raise ConnectionLostError(_describe_close(exc, self.endpoint)) from exc
-            except OSError as exc:
-                self._lost = True
-                raise ConnectionLostError(f"connection to {self.endpoint} failed: {exc}") from exc
-            finally:
-                deadline.finish()
-        if isinstance(reply, Error):
+            await ws.send(self._codec.encode(request))
+            while True:  # replies to earlier calls that timed out or were cancelled are dropped
+                reply = self._decode(await ws.recv())
+                if getattr(reply, "id", None) == request.id:
+                    break
+                _check_stale(reply, request.id)
+        except asyncio.CancelledError:
+            if deadline.expired():
+                raise EnvTimeoutError(
+                    f"no reply to {type(request).__name__.lower()} within {self.timeout} s "
+                    f"from {self.endpoint}"
+                ) from None
+            raise
+        except ConnectionClosed as exc:
+            self._lost = True
+            raise ConnectionLostError(_describe_close(exc, self.endpoint)) from exc
+        except OSError as exc:
+            self._lost = True
+            raise ConnectionLostError(f"connection to {self.endpoint} failed: {exc}") from exc
+        finally:
+            deadline.finish()
+            lock.release()
+        if reply.__class__ is Error:
             raise remote_error(reply.code, reply.message)
         return reply
 

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgspec
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.types import Receive, Send
 
 from openenv.protocol import (
     Close,
@@ -60,13 +60,16 @@ class Session:
 
     def __init__(
         self,
-        websocket: WebSocket,
+        receive: Receive,
+        send: Send,
         env: Environment[Any, Any, Any],
         codec: Codec[Any],
         hello: Hello,
         config: ServerConfig,
     ) -> None:
-        self._ws = websocket
+        # The raw ASGI callables: per message, no wrapper layers between us and the server.
+        self._receive_message = receive
+        self._send_message = send
         self._env = env
         self._codec = codec
         self._hello = hello
@@ -81,8 +84,8 @@ class Session:
         try:
             await self._send(self._hello, text=False)
             await self._serve()
-        except (WebSocketDisconnect, OSError):
-            pass  # the client went away; nothing to answer
+        except OSError:
+            pass  # the client went away (uvicorn's ClientDisconnected); nothing to answer
         finally:
             await self._release()
 
@@ -93,7 +96,7 @@ class Session:
                 return
             text = isinstance(frame, str)
             if len(frame) > self._config.max_frame_bytes:
-                await self._ws.close(CLOSE_TOO_BIG, "frame exceeds the server's size limit")
+                await self._close(CLOSE_TOO_BIG, "frame exceeds the server's size limit")
                 return
             close_code = None
             try:
@@ -102,12 +105,12 @@ class Session:
                 reply, close_code = answer.reply, answer.close_code
             await self._send(reply, text)
             if close_code is not None:
-                await self._ws.close(close_code)
+                await self._close(close_code)
                 return
 
     async def _receive(self) -> bytes | str | None:
-        message = await self._ws.receive()
-        if message["type"] == "websocket.disconnect":
+        message = await self._receive_message()
+        if message["type"] != "websocket.receive":  # websocket.disconnect
             return None
         data: bytes | str | None = message.get("bytes")
         if data is None:
@@ -115,12 +118,15 @@ class Session:
         return data
 
     async def _send(self, message: msgspec.Struct, text: bool) -> None:
+        frame: dict[str, Any]
         if text:
-            await self._ws.send(
-                {"type": "websocket.send", "text": self._codec.encode_text(message)}
-            )
+            frame = {"type": "websocket.send", "text": self._codec.encode_text(message)}
         else:
-            await self._ws.send({"type": "websocket.send", "bytes": self._codec.encode(message)})
+            frame = {"type": "websocket.send", "bytes": self._codec.encode(message)}
+        await self._send_message(frame)
+
+    async def _close(self, code: int, reason: str = "") -> None:
+        await self._send_message({"type": "websocket.close", "code": code, "reason": reason})
 
     async def _handle(self, frame: bytes | str) -> _Reply:
         try:
