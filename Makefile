@@ -21,9 +21,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job: 256 echo sessions on local server processes from one asyncio client, against
-# a raw websockets ceiling and a per-step HTTP baseline measured in the same run (~20 s).
+# a raw websockets ceiling (3 interleaved rounds) and a per-step HTTP baseline (~35 s).
 run: install
-	$(VENV)/bin/openenv bench --compare --sessions 256 --duration 5
+	$(VENV)/bin/openenv bench --compare --sessions 256 --duration 4
 
 test: install
 	$(PY) -m pytest

@@ -105,6 +105,7 @@ def _bench(args: argparse.Namespace) -> int:
         message_size=args.message_size,
         servers=args.servers,
         compare=args.compare,
+        rounds=args.rounds,
         progress=sys.stderr.isatty(),
     )
     result = _run_fast(run_bench(options))
@@ -173,6 +174,12 @@ def _parser() -> argparse.ArgumentParser:
         "--servers", type=int, help="server processes for --provider process (default: 1 per core)"
     )
     bench.add_argument("--compare", action="store_true")
+    bench.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="with --compare: interleaved rounds of ours and the raw ceiling (medians kept)",
+    )
     bench.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     bench.set_defaults(handler=_bench)
 

@@ -72,6 +72,7 @@ class BenchOptions:
     message_size: int = 100
     servers: int | None = None  # process provider: server processes (default: one per core)
     compare: bool = False
+    rounds: int = 3  # with compare: interleaved rounds of ours and the raw ceiling
     progress: bool = True
 
 
@@ -286,7 +287,13 @@ async def run_bench(options: BenchOptions) -> BenchResult:
             functools.partial(env.step, action) for env in pool.envs
         ]
         pids = [int(s.id) for s in provider.running()] if options.provider == "process" else None
-        ours = await _closed_loops(calls, options, "ours", pids)
+        unix = pool.envs[0].endpoint.unix_socket is not None
+        async with contextlib.AsyncExitStack() as stack:
+            measured = {"ours": (calls, pids)}
+            if options.compare:
+                raw = _raw_ceiling(options, servers, frame, reply_bytes, unix)
+                measured["raw"] = await stack.enter_async_context(raw)
+            figures = await _interleaved(measured, options)
         result = BenchResult(
             env=options.env,
             provider=options.provider,
@@ -294,15 +301,35 @@ async def run_bench(options: BenchOptions) -> BenchResult:
             servers=len({env.endpoint for env in pool.envs}),
             message_size=options.message_size,
             startup_s=pool.stats.startup_s,
-            ours=ours,
+            ours=figures["ours"],
+            raw=figures.get("raw"),
             replaced=pool.stats.envs_replaced,
             errors=pool.stats.failed_calls,
         )
     if options.compare:
-        unix = pool.envs[0].endpoint.unix_socket is not None
-        result.raw = await _raw_ceiling(options, servers, frame, reply_bytes, unix)
         result.http = await _http_baseline(options, spec, servers, action)
     return result
+
+
+async def _interleaved(
+    measured: dict[str, tuple[list[Callable[[], Awaitable[object]]], list[int] | None]],
+    options: BenchOptions,
+) -> dict[str, LoopFigures]:
+    """Measure each in turn, ``options.rounds`` times, alternating the order, and keep each
+    one's median round: the machine's speed drifts over seconds, and a single pass would
+    hand the drift to whichever ran in the faster moment."""
+    rounds: dict[str, list[LoopFigures]] = {name: [] for name in measured}
+    names = list(measured)
+    for index in range(options.rounds if len(names) > 1 else 1):
+        for name in names if index % 2 == 0 else names[::-1]:
+            calls, pids = measured[name]
+            rounds[name].append(await _closed_loops(calls, options, name, pids))
+    return {name: _median_round(figures) for name, figures in rounds.items()}
+
+
+def _median_round(figures: list[LoopFigures]) -> LoopFigures:
+    ordered = sorted(figures, key=lambda f: f.steps_per_s)
+    return ordered[len(ordered) // 2]
 
 
 def _wire_sample(env: AsyncEnvClient[Any, Any, Any], action: Any) -> tuple[bytes, int]:
@@ -363,10 +390,12 @@ async def _servers(commands: list[list[str]]) -> AsyncIterator[_Baseline]:
             process.wait()
 
 
+@contextlib.asynccontextmanager
 async def _raw_ceiling(
     options: BenchOptions, servers: int, frame: bytes, reply_bytes: int, unix: bool
-) -> LoopFigures:
-    """The same frames over the same transport, to servers that only answer."""
+) -> AsyncIterator[tuple[list[Callable[[], Awaitable[object]]], list[int]]]:
+    """Connections to servers that only answer: the same frames over the same transport.
+    Yields one ping-pong call per connection, and the servers' pids."""
     from websockets.asyncio.client import connect, unix_connect
 
     with tempfile.TemporaryDirectory(prefix="oe-raw-") as directory:
@@ -394,8 +423,7 @@ async def _raw_ceiling(
 
                 return call
 
-            calls = [ping_pong(ws) for ws in connections]
-            return await _closed_loops(calls, options, "raw", baseline.pids)
+            yield [ping_pong(ws) for ws in connections], baseline.pids
 
 
 _RAW_OPTIONS: dict[str, Any] = {"compression": None, "proxy": None, "max_size": None}
