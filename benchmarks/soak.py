@@ -19,6 +19,7 @@ from typing import Any
 
 from envs.echo_env import AsyncEchoEnv, EchoAction
 from openenv import EnvPool, OpenEnvError
+from openenv.bench import run_fast
 from openenv.providers import LocalProcessProvider
 
 
@@ -99,13 +100,9 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json")
     args = parser.parse_args()
-    try:
-        import uvloop
-
-        run = uvloop.run
-    except ImportError:
-        run = asyncio.run  # type: ignore[assignment]
-    report = run(soak(args.sessions, args.minutes * 60, args.sample, args.warmup, args.servers))
+    report = run_fast(
+        soak(args.sessions, args.minutes * 60, args.sample, args.warmup, args.servers)
+    )
     summary = {k: v for k, v in report.items() if k != "samples"}
     print(json.dumps(summary, indent=2))
     if args.json:

@@ -11,10 +11,10 @@ prints a Markdown table for the README.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 from pathlib import Path
 
+from openenv.bench import run_fast
 from openenv.bench.runner import BenchOptions, BenchResult, run_bench
 
 COLUMNS = ["provider", "sessions", "servers", "startup_s", "steps_per_s", "p50_ms", "p99_ms",
@@ -25,12 +25,7 @@ def measure(provider: str, sessions: int, duration: float, compare: bool) -> Ben
     options = BenchOptions(
         provider=provider, sessions=sessions, duration=duration, compare=compare, progress=False
     )
-    try:
-        import uvloop
-
-        return uvloop.run(run_bench(options))
-    except ImportError:
-        return asyncio.run(run_bench(options))
+    return run_fast(run_bench(options))
 
 
 def plot(rows: list[dict[str, object]], path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 __all__ = ["main"]
 
@@ -80,20 +79,10 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_fast(coroutine: Any) -> Any:
-    """Run on uvloop when installed: ours and the baselines then share the faster loop."""
-    try:
-        import uvloop
-    except ImportError:
-        import asyncio
-
-        return asyncio.run(coroutine)
-    return uvloop.run(coroutine)
-
-
 def _bench(args: argparse.Namespace) -> int:
     import json
 
+    from openenv.bench import run_fast
     from openenv.bench.runner import BenchOptions, format_result, run_bench
 
     options = BenchOptions(
@@ -108,7 +97,7 @@ def _bench(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         progress=sys.stderr.isatty(),
     )
-    result = _run_fast(run_bench(options))
+    result = run_fast(run_bench(options))
     print(format_result(result))
     if args.json:
         with open(args.json, "w") as out:

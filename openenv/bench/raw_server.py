@@ -34,16 +34,11 @@ async def main(reply_bytes: int, unix_path: str | None) -> None:
 
 
 def _run() -> None:
+    from openenv.bench import run_fast
     from openenv.server.serve import exit_when_stdin_closes
 
     exit_when_stdin_closes()  # the bench that started us is gone
-    try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run  # type: ignore[assignment]
-    runner(main(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None))
+    run_fast(main(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None))
 
 
 if __name__ == "__main__":
