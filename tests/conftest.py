@@ -83,11 +83,6 @@ def tmp_uds() -> Iterator[str]:
         yield os.path.join(directory, "s.sock")
 
 
-@pytest.fixture
-def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
-
-
 def openenv_children() -> list[str]:
     """Command lines of this process's live children that are env servers."""
     found = []
