@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -116,3 +117,21 @@ def _parent(pid: int) -> int:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError):
         return -1
+
+
+async def test_tokens_stay_out_of_reprs_errors_logs_and_the_process_table() -> None:
+    async with LocalProcessProvider("envs.echo_env") as provider:
+        server = await provider.start()
+        token = server.endpoint.token
+        assert token
+        client = AsyncEchoEnv(server.endpoint)
+        assert token not in repr(server) + repr(server.endpoint) + str(server.endpoint) + repr(
+            client
+        )
+        with pytest.raises(AuthenticationError) as refused:
+            await AsyncEchoEnv(server.endpoint.with_token("wrong-" + token[:4])).connect()
+        assert token not in str(refused.value)
+        cmdline = Path(f"/proc/{server.id}/cmdline").read_bytes().decode(errors="replace")
+        assert token not in cmdline  # it travels in the environment, not argv
+        for log in Path(tempfile.gettempdir()).glob("openenv-*/server.log"):
+            assert token not in log.read_text(errors="replace")
