@@ -6,12 +6,12 @@ import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgspec
-from starlette.types import Receive, Send
+from starlette.types import Message, Receive, Send
 
 from openenv.protocol import (
     Close,
@@ -82,7 +82,7 @@ class Session:
     async def run(self) -> None:
         """Serve until the client closes, then release the env."""
         try:
-            await self._send(self._hello, text=False)
+            await self._send_message(self._outgoing(self._hello, text=False))
             await self._serve()
         except OSError:
             pass  # the client went away (uvicorn's ClientDisconnected); nothing to answer
@@ -90,8 +90,10 @@ class Session:
             await self._release()
 
     async def _serve(self) -> None:
+        # The per-message loop: plain function calls around the two awaits on the transport.
+        receive, send = self._receive_message, self._send_message
         while True:
-            frame = await self._receive()
+            frame = _incoming(await receive())
             if frame is None:
                 return
             text = isinstance(frame, str)
@@ -103,27 +105,16 @@ class Session:
                 reply = await self._handle(frame)
             except _Answer as answer:
                 reply, close_code = answer.reply, answer.close_code
-            await self._send(reply, text)
+            await send(self._outgoing(reply, text))
             if close_code is not None:
                 await self._close(close_code)
                 return
 
-    async def _receive(self) -> bytes | str | None:
-        message = await self._receive_message()
-        if message["type"] != "websocket.receive":  # websocket.disconnect
-            return None
-        data: bytes | str | None = message.get("bytes")
-        if data is None:
-            data = message.get("text") or ""
-        return data
-
-    async def _send(self, message: msgspec.Struct, text: bool) -> None:
-        frame: dict[str, Any]
+    def _outgoing(self, message: msgspec.Struct, text: bool) -> dict[str, Any]:
+        """The ASGI message sending ``message`` in the kind of frame the request came in."""
         if text:
-            frame = {"type": "websocket.send", "text": self._codec.encode_text(message)}
-        else:
-            frame = {"type": "websocket.send", "bytes": self._codec.encode(message)}
-        await self._send_message(frame)
+            return {"type": "websocket.send", "text": self._codec.encode_text(message)}
+        return {"type": "websocket.send", "bytes": self._codec.encode(message)}
 
     async def _close(self, code: int, reason: str = "") -> None:
         await self._send_message({"type": "websocket.close", "code": code, "reason": reason})
@@ -168,10 +159,21 @@ class Session:
         limit = self._config.step_timeout
         deadline = None
         try:
+            if self._thread is not None and not inspect.iscoroutinefunction(method):
+                call = functools.partial(method, *args, **kwargs)
+                pending: Awaitable[Any] = asyncio.get_running_loop().run_in_executor(
+                    self._thread, call
+                )
+            else:
+                result = method(*args, **kwargs)
+                # A sync env returns its Struct directly: no awaitable check, no extra frame.
+                if isinstance(result, msgspec.Struct) or not inspect.isawaitable(result):
+                    return result
+                pending = result
             if limit is None:
-                return await self._invoke(method, *args, **kwargs)
+                return await pending
             async with asyncio.timeout(limit) as deadline:
-                return await self._invoke(method, *args, **kwargs)
+                return await pending
         except Exception as exc:
             if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
                 message = (
@@ -183,16 +185,6 @@ class Session:
             message = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
             raise _Answer(Error(code=ErrorCode.ENV_ERROR, message=message, id=request_id)) from exc
 
-    async def _invoke(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self._thread is not None and not inspect.iscoroutinefunction(method):
-            call = functools.partial(method, *args, **kwargs)
-            return await asyncio.get_running_loop().run_in_executor(self._thread, call)
-        result = method(*args, **kwargs)
-        # A sync env returns its Struct directly: skip the slower awaitable check on that path.
-        if not isinstance(result, msgspec.Struct) and inspect.isawaitable(result):
-            result = await result
-        return result
-
     async def _release(self) -> None:
         try:
             closing = self._env.close()
@@ -202,6 +194,16 @@ class Session:
             log.warning("env close failed in session %s", self._hello.session_id, exc_info=True)
         if self._thread is not None:
             self._thread.shutdown(wait=False, cancel_futures=True)
+
+
+def _incoming(message: Message) -> bytes | str | None:
+    """A received frame's data; None once the client disconnected."""
+    if message["type"] != "websocket.receive":  # websocket.disconnect
+        return None
+    data: bytes | str | None = message.get("bytes")
+    if data is None:
+        data = message.get("text") or ""
+    return data
 
 
 def _not_reset(request_id: int) -> Error:
