@@ -284,6 +284,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
             raise ConnectError(
                 f"cannot connect to {endpoint}: {exc or type(exc).__name__}"
             ) from exc
+        self._deadline.bind(asyncio.get_running_loop())
         try:
             self._hello = await self._greeting(ws)
         except BaseException:

@@ -19,17 +19,22 @@ class Deadline:
 
     def __init__(self, seconds: float | None) -> None:
         self.seconds = seconds
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[object] | None = None
         self._due = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._fired = False
 
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Use ``loop``, the one the session's connection lives on (saves a lookup per call)."""
+        self._loop = loop
+
     def start(self) -> None:
         """A call begins in the current task."""
         if self.seconds is None:
             return
-        loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
+        loop = self._loop or asyncio.get_running_loop()
+        self._task = asyncio.current_task(loop)
         self._due = loop.time() + self.seconds
         if self._timer is None:
             self._timer = loop.call_at(self._due, self._check)
@@ -54,7 +59,7 @@ class Deadline:
         task = self._task
         if task is None or task.done():
             return
-        loop = asyncio.get_running_loop()
+        loop = task.get_loop()
         if loop.time() >= self._due:
             self._fired = True
             task.cancel()
