@@ -2,7 +2,8 @@
 
 Every step sends a message unique to its episode and step, and checks the echo: a reply matched
 to the wrong request would show up as a mismatch. ``--kill-fraction`` of the pool's servers
-(processes or containers) are killed with SIGKILL, each in the middle of a random episode.
+(processes or containers) are killed with SIGKILL at random moments, mid-episode for the
+sessions they serve.
 Reports episodes completed, failed (with causes), mismatches, replacements and leftovers.
 
     .venv/bin/python -m openenv.bench.chaos [--provider process|docker] [--sessions 32]
@@ -65,17 +66,19 @@ async def run_chaos(
     killed: list[str] = []
 
     tags = itertools.count(1)
-    # Kills happen mid-episode at random episodes spread over the first 80% of the run, each
-    # hitting a random live server: its sessions' episodes fail and are retried elsewhere.
+    # Kills happen at random moments spread over the first 80% of the run (as the episode
+    # attempts numbered in kill_at begin), each hitting a random live server while the other
+    # sessions are mid-episode: their episodes fail and are retried elsewhere. Every attempt
+    # up to that point is reached, so exactly kills_planned servers die.
     kill_at = set(rng.sample(range(episodes // 10, max(episodes * 8 // 10, 2)), kills_planned))
 
     async def episode(env: AsyncEchoEnv) -> int:
         nonlocal mismatches
         tag = next(tags)
+        if tag in kill_at:
+            await kill_one()
         await env.reset()
         for step in range(steps):
-            if step == steps // 2 and tag in kill_at:
-                await kill_one()
             message = f"{tag}:{step}:{rng.random()}"
             result = await env.step(EchoAction(message=message))
             if result.observation.echoed_message != message:
