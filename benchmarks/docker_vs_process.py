@@ -16,6 +16,10 @@ import json
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
+
+# The same closed loop as the single-session benchmark (this directory is on sys.path).
+from single_session import rate
 
 from envs.echo_env import AsyncEchoEnv, EchoAction
 
@@ -28,17 +32,6 @@ async def cold_start(open_env: Callable[[], Awaitable[AsyncEchoEnv]]) -> float:
         return time.perf_counter() - started
     finally:
         await env.close()
-
-
-async def steps_per_s(env: AsyncEchoEnv, seconds: float, action: EchoAction) -> float:
-    for _ in range(200):
-        await env.step(action)
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        for _ in range(100):
-            await env.step(action)
-        count += 100
-    return count / (time.perf_counter() - started)
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -58,8 +51,8 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
             await in_docker.reset()
             await in_process.reset()
             for _ in range(args.rounds):
-                rates["docker"].append(await steps_per_s(in_docker, args.seconds, action))
-                rates["process"].append(await steps_per_s(in_process, args.seconds, action))
+                rates["docker"].append(await rate(partial(in_docker.step, action), args.seconds))
+                rates["process"].append(await rate(partial(in_process.step, action), args.seconds))
     docker_rate = statistics.median(rates["docker"])
     process_rate = statistics.median(rates["process"])
     return {
