@@ -8,10 +8,9 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
-from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
-from websockets.protocol import State as ConnectionState
 
+from openenv.client.connection import Connection
 from openenv.client.deadline import Deadline
 from openenv.endpoint import Endpoint
 from openenv.exceptions import (
@@ -90,7 +89,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         self.max_frame_bytes = max_frame_bytes
         self._on_close = on_close
         self._codec: Codec[Any] = _codec_for(self.observation_type, self.state_type)
-        self._ws: ClientConnection | None = None
+        self._ws: Connection | None = None
         self._hello: Hello | None = None
         self._ids = itertools.count(1)
         self._lock = asyncio.Lock()
@@ -191,7 +190,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         opened) has not dropped. A pool replaces envs that are not usable."""
         if self._closed or self._lost:
             return False
-        return self._ws is None or self._ws.state is ConnectionState.OPEN
+        return self._ws is None or self._ws.is_open
 
     async def __aenter__(self: ClientT) -> ClientT:
         await self.connect()
@@ -218,7 +217,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         try:
             ws = self._ws if self._ws is not None and not self._closed else await self._connection()
             deadline.start()
-            await ws.send(self._codec.encode(request))
+            ws.send(self._codec.encode(request))
             while True:  # replies to earlier calls that timed out or were cancelled are dropped
                 reply = self._decode(await ws.recv())
                 if getattr(reply, "id", None) == request.id:
@@ -250,29 +249,25 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         except FrameError as exc:
             raise ProtocolError(f"undecodable reply from {self.endpoint}: {exc}") from exc
 
-    async def _connection(self) -> ClientConnection:
+    async def _connection(self) -> Connection:
         if self._closed:
             raise ConnectionLostError(f"{self!r} is closed")
         if self._ws is None:
             self._ws = await self._open()
         return self._ws
 
-    async def _open(self) -> ClientConnection:
+    async def _open(self) -> Connection:
         endpoint = self.endpoint
-        headers = {"Authorization": f"Bearer {endpoint.token}"} if endpoint.token else None
-        options: dict[str, Any] = {
-            "additional_headers": headers,
-            "compression": None,
-            "max_size": self.max_frame_bytes,
-            "open_timeout": self.connect_timeout,
-            "proxy": None,
-            "user_agent_header": "openenv",
-        }
+        headers = {"User-Agent": "openenv"}
+        if endpoint.token:
+            headers["Authorization"] = f"Bearer {endpoint.token}"
         try:
-            if endpoint.unix_socket is not None:
-                ws = await unix_connect(endpoint.unix_socket, endpoint.url, **options)
-            else:
-                ws = await connect(endpoint.url, **options)
+            ws = await Connection.open(
+                endpoint,
+                headers=headers,
+                max_size=self.max_frame_bytes,
+                open_timeout=self.connect_timeout,
+            )
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status in (401, 403):
@@ -288,11 +283,11 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         try:
             self._hello = await self._greeting(ws)
         except BaseException:
-            await ws.close()
+            ws.abort()
             raise
         return ws
 
-    async def _greeting(self, ws: ClientConnection) -> Hello:
+    async def _greeting(self, ws: Connection) -> Hello:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 greeting = self._decode(await ws.recv())
@@ -346,10 +341,10 @@ def _describe_close(exc: ConnectionClosed, endpoint: Endpoint) -> str:
     return f"{endpoint} closed the session (code {frame.code}{reason})"
 
 
-async def _close_quietly(ws: ClientConnection, close_frame: bytes) -> None:
+async def _close_quietly(ws: Connection, close_frame: bytes) -> None:
     """Say goodbye if the connection still works; a dead one needs no ceremony."""
-    try:
-        await asyncio.wait_for(ws.send(close_frame), 1.0)
-        await asyncio.wait_for(ws.close(), 2.0)
-    except (ConnectionClosed, OSError, TimeoutError):
-        ws.transport.abort()
+    if ws.is_open:
+        ws.send(close_frame)
+        await ws.close(close_timeout=2.0)
+    else:
+        ws.abort()
