@@ -18,31 +18,25 @@ import uvicorn
 
 from envs.echo_env.server.echo_environment import EchoEnvironment
 from openenv.server import ServerConfig, create_app
+from openenv.server.serve import uvicorn_config
 
 
 @asynccontextmanager
 async def running_server(
     app: Any, *, uds: str | None = None, **uvicorn_options: Any
 ) -> AsyncIterator[str]:
-    """Serve ``app`` with real uvicorn in this process on 127.0.0.1 port 0 or ``uds``; yields
-    the address clients connect to."""
-    options: dict[str, Any] = {
-        "ws": "websockets-sansio",
-        "lifespan": "off",
-        "log_level": "warning",
-        "ws_per_message_deflate": False,
-        **uvicorn_options,
-    }
+    """Serve ``app`` with real uvicorn, configured as ``openenv serve`` does, in this process on
+    127.0.0.1 port 0 or ``uds``; yields the address clients connect to."""
     if uds is None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        config = uvicorn.Config(app, **options)
+        config = uvicorn_config(app, "127.0.0.1", port, None, **uvicorn_options)
         address = f"ws://127.0.0.1:{port}/ws"
         sockets = [sock]
     else:
-        config = uvicorn.Config(app, uds=uds, **options)
+        config = uvicorn_config(app, "127.0.0.1", 0, uds, **uvicorn_options)
         address = f"unix://{uds}"
         sockets = None
     server = uvicorn.Server(config)

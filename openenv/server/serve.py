@@ -21,8 +21,9 @@ from typing import Any
 import uvicorn
 
 from openenv.server.config import ServerConfig
+from openenv.server.read_ahead import ReadAheadWebSocketProtocol
 
-__all__ = ["exit_when_stdin_closes", "is_loopback", "load_app", "serve"]
+__all__ = ["exit_when_stdin_closes", "is_loopback", "load_app", "serve", "uvicorn_config"]
 _HARD_EXIT_AFTER_S = 3.0
 
 
@@ -51,7 +52,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _uvicorn_config(app: Any, host: str, port: int, uds: str | None) -> uvicorn.Config:
+def uvicorn_config(
+    app: Any, host: str, port: int, uds: str | None, **overrides: Any
+) -> uvicorn.Config:
+    """How every env server runs under uvicorn; ``overrides`` replace any option."""
     limits = ServerConfig.from_env()
     try:
         import uvloop  # noqa: F401
@@ -59,22 +63,24 @@ def _uvicorn_config(app: Any, host: str, port: int, uds: str | None) -> uvicorn.
         loop = "uvloop"
     except ImportError:
         loop = "asyncio"
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        uds=uds,
-        loop=loop,
-        ws="websockets-sansio",  # the maintained implementation; reaps half-open peers
-        ws_max_size=limits.max_frame_bytes,
-        ws_ping_interval=limits.ping_interval,
-        ws_ping_timeout=limits.ping_timeout,
-        ws_per_message_deflate=False,  # compression costs more CPU than small frames save
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=2,
-    )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "uds": uds,
+        "loop": loop,
+        # uvicorn's websockets-sansio implementation (the maintained one; it reaps half-open
+        # peers), without its pause of reading after every message.
+        "ws": ReadAheadWebSocketProtocol,
+        "ws_max_size": limits.max_frame_bytes,
+        "ws_ping_interval": limits.ping_interval,
+        "ws_ping_timeout": limits.ping_timeout,
+        "ws_per_message_deflate": False,  # compression costs more CPU than small frames save
+        "lifespan": "off",
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_graceful_shutdown": 2,
+    }
+    return uvicorn.Config(app, **{**options, **overrides})
 
 
 def serve(
@@ -89,7 +95,7 @@ def serve(
 ) -> None:
     """Serve ``target`` (an app or a :func:`load_app` string) until interrupted."""
     app = load_app(target) if isinstance(target, str) else target
-    server = uvicorn.Server(_uvicorn_config(app, host, port, uds))
+    server = uvicorn.Server(uvicorn_config(app, host, port, uds))
     if watch_parent:
         exit_when_stdin_closes(server)
     with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
