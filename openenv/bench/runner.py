@@ -15,12 +15,13 @@ import functools
 import importlib
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ class BenchOptions:
     message_size: int = 100
     servers: int | None = None  # process provider: server processes (default: one per core)
     compare: bool = False
-    rounds: int = 3  # with compare: interleaved rounds of ours and the raw ceiling
+    rounds: int = 5  # with compare: rounds of ours and the raw ceiling measured back to back
     progress: bool = True
 
 
@@ -102,6 +103,12 @@ class BenchResult:
     http: LoopFigures | None = None
     replaced: int = 0
     errors: int = 0
+    raw_round_ratios: list[float] = field(default_factory=list)  # ours / raw, per round
+
+    @property
+    def vs_raw(self) -> float | None:
+        """Ours / the raw ceiling: the median of the per-round ratios."""
+        return statistics.median(self.raw_round_ratios) if self.raw_round_ratios else None
 
     def as_json(self) -> dict[str, Any]:
         """The flat figures ``--json`` writes."""
@@ -127,7 +134,12 @@ class BenchResult:
                 data[f"{name}_steps_per_s"] = round(figures.steps_per_s, 1)
                 data[f"{name}_p50_ms"] = round(figures.p50_ms, 3)
                 data[f"{name}_p99_ms"] = round(figures.p99_ms, 3)
+                data[f"{name}_cpu_us_per_step"] = round(figures.cpu_us_per_step, 1)
+                data[f"{name}_server_cpu_us_per_step"] = _rounded(figures.server_cpu_us_per_step)
                 data[f"vs_{name}"] = round(self.ours.steps_per_s / figures.steps_per_s, 3)
+        if self.vs_raw is not None:  # the per-round figure supersedes the ratio of medians
+            data["vs_raw"] = round(self.vs_raw, 3)
+            data["raw_round_ratios"] = [round(ratio, 3) for ratio in self.raw_round_ratios]
         return data
 
 
@@ -292,7 +304,7 @@ async def run_bench(options: BenchOptions) -> BenchResult:
             if options.compare:
                 raw = _raw_ceiling(options, servers, frame, reply_bytes, unix)
                 measured["raw"] = await stack.enter_async_context(raw)
-            figures = await _interleaved(measured, options)
+            figures, ratios = await _interleaved(measured, options)
         result = BenchResult(
             env=options.env,
             provider=options.provider,
@@ -304,6 +316,7 @@ async def run_bench(options: BenchOptions) -> BenchResult:
             raw=figures.get("raw"),
             replaced=pool.stats.envs_replaced,
             errors=pool.stats.failed_calls,
+            raw_round_ratios=ratios,
         )
     if options.compare:
         result.http = await _http_baseline(options, spec, servers, action)
@@ -313,17 +326,25 @@ async def run_bench(options: BenchOptions) -> BenchResult:
 async def _interleaved(
     measured: dict[str, tuple[list[Callable[[], Awaitable[object]]], list[int] | None]],
     options: BenchOptions,
-) -> dict[str, LoopFigures]:
-    """Measure each in turn, ``options.rounds`` times, alternating the order, and keep each
-    one's median round: the machine's speed drifts over seconds, and a single pass would
-    hand the drift to whichever ran in the faster moment."""
+) -> tuple[dict[str, LoopFigures], list[float]]:
+    """Measure each in turn, ``options.rounds`` times, alternating the order; return each
+    one's median round and, per round, ours / raw.
+
+    The machine's speed drifts by tens of percent over seconds (shared cores), so only
+    measurements taken back to back see the same machine: the ratio is taken within each
+    round, and the median over rounds is the figure reported.
+    """
     rounds: dict[str, list[LoopFigures]] = {name: [] for name in measured}
     names = list(measured)
     for index in range(options.rounds if len(names) > 1 else 1):
         for name in names if index % 2 == 0 else names[::-1]:
             calls, pids = measured[name]
             rounds[name].append(await _closed_loops(calls, options, name, pids))
-    return {name: _median_round(figures) for name, figures in rounds.items()}
+    ratios = [
+        ours.steps_per_s / raw.steps_per_s
+        for ours, raw in zip(rounds["ours"], rounds.get("raw", []), strict=False)
+    ]
+    return {name: _median_round(figures) for name, figures in rounds.items()}, ratios
 
 
 def _median_round(figures: list[LoopFigures]) -> LoopFigures:
@@ -482,8 +503,12 @@ def format_result(result: BenchResult) -> str:
                 f"{_optional(figures.server_cpu_us_per_step):>16}"
             )
     ours = result.ours.steps_per_s
-    if result.raw is not None:
-        lines.append(f"ours / raw websockets ceiling = {ours / result.raw.steps_per_s:.2f}")
+    if result.vs_raw is not None:
+        ratios = result.raw_round_ratios
+        lines.append(
+            f"ours / raw websockets ceiling = {result.vs_raw:.2f} (median of {len(ratios)} "
+            f"back-to-back rounds; {min(ratios):.2f}-{max(ratios):.2f})"
+        )
     if result.http is not None:
         lines.append(f"ours / per-step HTTP POST     = {ours / result.http.steps_per_s:.1f}")
     if result.replaced or result.errors:
