@@ -9,7 +9,9 @@ straight on the transport, and a reply goes from ``data_received`` into the one 
 awaits.
 
 Writes are not flow-controlled: a session has one request in flight, so the transport's buffer
-holds at most that request and the protocol's own small answers (pongs, close frames).
+holds at most that request and the protocol's own small answers (pongs, close frames). There
+are no keepalive pings from this side: every call has its own deadline, and servers ping their
+clients to reap half-open connections.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class Connection(asyncio.Protocol):
                 await connection._handshake_done
         except BaseException:
             if connection is not None:
+                connection._handshake_done.cancel()  # nobody will read its outcome now
                 connection.abort()
             raise
         return connection

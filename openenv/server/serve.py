@@ -21,7 +21,7 @@ from typing import Any
 import uvicorn
 
 from openenv.server.config import ServerConfig
-from openenv.server.read_ahead import ReadAheadWebSocketProtocol
+from openenv.server.ws_protocol import EnvWebSocketProtocol
 
 __all__ = ["exit_when_stdin_closes", "is_loopback", "load_app", "serve", "uvicorn_config"]
 _HARD_EXIT_AFTER_S = 3.0
@@ -69,8 +69,8 @@ def uvicorn_config(
         "uds": uds,
         "loop": loop,
         # uvicorn's websockets-sansio implementation (the maintained one; it reaps half-open
-        # peers), without its pause of reading after every message.
-        "ws": ReadAheadWebSocketProtocol,
+        # peers), adapted to sessions: see ws_protocol.
+        "ws": EnvWebSocketProtocol,
         "ws_max_size": limits.max_frame_bytes,
         "ws_ping_interval": limits.ping_interval,
         "ws_ping_timeout": limits.ping_timeout,
