@@ -47,10 +47,30 @@ class _Portal:
             raise RuntimeError("a sync openenv client was called from its own event loop")
         if running is None and self._take_driver():
             try:
-                return self.loop.run_until_complete(coroutine)
+                return self._drive(coroutine)
             finally:
                 self._release_driver()
         return self._hand_over(coroutine)
+
+    def _drive(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """``run_until_complete``, one loop iteration shorter: the call stops the loop itself
+        as it ends, instead of through a done-callback that runs an iteration later."""
+        loop = self.loop
+
+        async def call_then_stop() -> T:
+            try:
+                return await coroutine
+            finally:
+                loop.stop()
+
+        task = loop.create_task(call_then_stop())
+        try:
+            loop.run_forever()
+        finally:
+            if not task.done():  # interrupted (Ctrl-C): do not leave the call half done
+                task.cancel()
+                loop.run_forever()  # until the cancelled call stops the loop on its way out
+        return task.result()
 
     def _take_driver(self) -> bool:
         with self._cond:

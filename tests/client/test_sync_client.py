@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -87,3 +88,25 @@ def test_sync_calls_from_a_thread_running_its_own_loop() -> None:
     thread.start()
     thread.join(30)
     assert not thread.is_alive() and errors == []
+
+
+def test_a_call_interrupted_by_ctrl_c_is_abandoned_and_the_client_stays_usable() -> None:
+    from openenv.providers.process import LocalProcessProvider
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    provider = LocalProcessProvider("tests.slow_echo:app")
+    with EchoEnv.wrap(run_sync(provider.open_client(AsyncEchoEnv))) as env:
+        env.reset()
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.2)
+            with pytest.raises(KeyboardInterrupt):
+                env.step(EchoAction(message="slow", metadata={"sleep": 1.0}))
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        # The abandoned call's late reply is dropped, not taken for this call's.
+        assert env.step(EchoAction(message="next")).observation.echoed_message == "next"
+        assert env.state().step_count == 2
