@@ -107,8 +107,9 @@ class BenchResult:
 
     @property
     def vs_raw(self) -> float | None:
-        """Ours / the raw ceiling: the median of the per-round ratios."""
-        return statistics.median(self.raw_round_ratios) if self.raw_round_ratios else None
+        """Ours / the raw ceiling: the median of the per-round ratios (the lower middle one
+        for an even count), which is the ratio of the ``ours`` and ``raw`` figures shown."""
+        return statistics.median_low(self.raw_round_ratios) if self.raw_round_ratios else None
 
     def as_json(self) -> dict[str, Any]:
         """The flat figures ``--json`` writes."""
@@ -137,8 +138,7 @@ class BenchResult:
                 data[f"{name}_cpu_us_per_step"] = round(figures.cpu_us_per_step, 1)
                 data[f"{name}_server_cpu_us_per_step"] = _rounded(figures.server_cpu_us_per_step)
                 data[f"vs_{name}"] = round(self.ours.steps_per_s / figures.steps_per_s, 3)
-        if self.vs_raw is not None:  # the per-round figure supersedes the ratio of medians
-            data["vs_raw"] = round(self.vs_raw, 3)
+        if self.raw_round_ratios:  # vs_raw above is the median of these
             data["raw_round_ratios"] = [round(ratio, 3) for ratio in self.raw_round_ratios]
         return data
 
@@ -327,12 +327,14 @@ async def _interleaved(
     measured: dict[str, tuple[list[Callable[[], Awaitable[object]]], list[int] | None]],
     options: BenchOptions,
 ) -> tuple[dict[str, LoopFigures], list[float]]:
-    """Measure each in turn, ``options.rounds`` times, alternating the order; return each
-    one's median round and, per round, ours / raw.
+    """Measure each in turn, ``options.rounds`` times, alternating the order; return the
+    figures of the median round and, per round, ours / raw.
 
     The machine's speed drifts by tens of percent over seconds (shared cores), so only
     measurements taken back to back see the same machine: the ratio is taken within each
-    round, and the median over rounds is the figure reported.
+    round, and the round with the median ratio is the one reported, both sides of it (two
+    medians taken independently could come from rounds on a faster and a slower machine).
+    Without a ceiling, the round with the median steps/s.
     """
     rounds: dict[str, list[LoopFigures]] = {name: [] for name in measured}
     names = list(measured)
@@ -344,12 +346,9 @@ async def _interleaved(
         ours.steps_per_s / raw.steps_per_s
         for ours, raw in zip(rounds["ours"], rounds.get("raw", []), strict=False)
     ]
-    return {name: _median_round(figures) for name, figures in rounds.items()}, ratios
-
-
-def _median_round(figures: list[LoopFigures]) -> LoopFigures:
-    ordered = sorted(figures, key=lambda f: f.steps_per_s)
-    return ordered[len(ordered) // 2]
+    keys = ratios or [figures.steps_per_s for figures in rounds["ours"]]
+    median = keys.index(statistics.median_low(keys))
+    return {name: figures[median] for name, figures in rounds.items()}, ratios
 
 
 def _wire_sample(env: AsyncEnvClient[Any, Any, Any], action: Any) -> tuple[bytes, int]:
