@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 # The main job: 256 echo sessions on local server processes from one asyncio client, against
 # a raw websockets ceiling (3 interleaved rounds) and a per-step HTTP baseline (~35 s).
 run: install
-	$(VENV)/bin/openenv bench --compare --sessions 256 --duration 4
+	$(VENV)/bin/openenv bench --compare --sessions 256 --duration 2 --rounds 7
 
 test: install
 	$(PY) -m pytest
