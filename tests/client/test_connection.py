@@ -147,8 +147,9 @@ async def test_a_flood_pauses_reading_and_loses_nothing() -> None:
 
     async with ws_server(flood) as endpoint:
         connection = await connect(endpoint)
-        await asyncio.sleep(0.2)  # let the flood pile up unread
-        assert connection._reading_paused  # the queue stopped growing at its limit
+        async with asyncio.timeout(5):  # let the flood pile up unread, up to the queue's limit
+            while not connection._reading_paused:
+                await asyncio.sleep(0.01)
         received = [
             int.from_bytes(await asyncio.wait_for(connection.recv(), 5), "big") for _ in range(500)
         ]
