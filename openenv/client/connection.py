@@ -142,8 +142,10 @@ class Connection(asyncio.Protocol):
             self.abort()
 
     def abort(self) -> None:
-        """Drop the connection now, without a closing handshake."""
-        if self.transport is not None:
+        """Drop the connection now, without a closing handshake (nothing if it is gone)."""
+        # Aborting a transport that is already lost is not a no-op in asyncio: with writes
+        # still buffered it reaches the loop it has let go of, and raises AttributeError.
+        if self.transport is not None and not self._lost.done():
             self.transport.abort()
 
     # asyncio.Protocol

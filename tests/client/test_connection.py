@@ -147,9 +147,11 @@ async def test_a_flood_pauses_reading_and_loses_nothing() -> None:
 
     async with ws_server(flood) as endpoint:
         connection = await connect(endpoint)
-        async with asyncio.timeout(5):  # let the flood pile up unread, up to the queue's limit
-            while not connection._reading_paused:
-                await asyncio.sleep(0.01)
+        for _ in range(500):  # let the flood pile up unread, up to the queue's limit (<= 5 s)
+            if connection._reading_paused:
+                break
+            await asyncio.sleep(0.01)
+        assert connection._reading_paused
         received = [
             int.from_bytes(await asyncio.wait_for(connection.recv(), 5), "big") for _ in range(500)
         ]
@@ -220,3 +222,21 @@ async def test_close_aborts_a_peer_that_never_completes_the_closing_handshake() 
         await connection.close(close_timeout=0.3)
         assert 0.25 < asyncio.get_running_loop().time() - started < 2
         assert not connection.is_open
+
+
+async def test_closing_after_the_server_failed_a_large_send_raises_nothing() -> None:
+    # The server half-closes on the oversized frame while most of it still sits in our write
+    # buffer; the transport is gone by the time the session closes, and closing must not try
+    # to tear it down again.
+    async def small(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async with ws_server(small, max_size=1000) as endpoint:
+        for size in (1 << 20, 4 << 20):
+            connection = await connect(endpoint)
+            connection.send(b"z" * size)
+            with pytest.raises(ConnectionClosed) as caught:
+                await asyncio.wait_for(connection.recv(), 5)
+            assert caught.value.rcvd is not None and caught.value.rcvd.code == 1009
+            connection.abort()
+            await connection.close(close_timeout=1)
