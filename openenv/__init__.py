@@ -17,18 +17,21 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Action": "openenv.types",
+    "AsyncEnv": "openenv.launch",
     "AsyncEnvClient": "openenv.client",
     "AuthenticationError": "openenv.exceptions",
-    "BatchError": "openenv.client",
+    "BatchError": "openenv.launch",
     "CapacityError": "openenv.exceptions",
     "ConnectError": "openenv.exceptions",
     "ConnectionLostError": "openenv.exceptions",
     "Endpoint": "openenv.endpoint",
+    "Env": "openenv.launch",
     "EnvClient": "openenv.client",
     "EnvError": "openenv.exceptions",
-    "EnvPool": "openenv.client",
+    "EnvPool": "openenv.launch",
     "EnvTimeoutError": "openenv.exceptions",
-    "Episode": "openenv.client",
+    "Episode": "openenv.launch",
+    "ErrorCode": "openenv.exceptions",
     "InvalidActionError": "openenv.exceptions",
     "InvalidMessageError": "openenv.exceptions",
     "LocalProcessProvider": "openenv.providers",
@@ -36,7 +39,7 @@ _EXPORTS = {
     "Observation": "openenv.types",
     "OpenEnvError": "openenv.exceptions",
     "PoolError": "openenv.exceptions",
-    "PoolStats": "openenv.client",
+    "PoolStats": "openenv.launch",
     "ProtocolError": "openenv.exceptions",
     "Provider": "openenv.providers",
     "ProviderError": "openenv.exceptions",
@@ -50,6 +53,7 @@ _EXPORTS = {
 
 __all__ = [
     "Action",
+    "AsyncEnv",
     "AsyncEnvClient",
     "AuthenticationError",
     "BatchError",
@@ -57,11 +61,13 @@ __all__ = [
     "ConnectError",
     "ConnectionLostError",
     "Endpoint",
+    "Env",
     "EnvClient",
     "EnvError",
     "EnvPool",
     "EnvTimeoutError",
     "Episode",
+    "ErrorCode",
     "InvalidActionError",
     "InvalidMessageError",
     "LocalProcessProvider",
@@ -97,7 +103,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from openenv.client import AsyncEnvClient, BatchError, EnvClient, EnvPool, Episode, PoolStats
+    from openenv.client import AsyncEnvClient, EnvClient
     from openenv.endpoint import Endpoint
     from openenv.exceptions import (
         AuthenticationError,
@@ -106,6 +112,7 @@ if TYPE_CHECKING:
         ConnectionLostError,
         EnvError,
         EnvTimeoutError,
+        ErrorCode,
         InvalidActionError,
         InvalidMessageError,
         NotResetError,
@@ -117,5 +124,6 @@ if TYPE_CHECKING:
         ServerTimeoutError,
         VersionMismatchError,
     )
+    from openenv.launch import AsyncEnv, BatchError, Env, EnvPool, Episode, PoolStats
     from openenv.providers import LocalProcessProvider, Provider, ServerHandle
     from openenv.types import Action, Observation, State, StepResult

@@ -152,7 +152,11 @@ def _parser() -> argparse.ArgumentParser:
         "step. --compare adds, in the same run, a raw websockets ping-pong ceiling and a "
         "per-step HTTP POST baseline with as many server processes and connections.",
     )
-    bench.add_argument("--env", choices=["echo", "coding"], default="echo")
+    bench.add_argument(
+        "--env",
+        default="echo",
+        help="a registered env name (echo, coding) or an env package's module path (default: echo)",
+    )
     bench.add_argument("--provider", choices=["process", "docker"], default="process")
     bench.add_argument("--sessions", type=int, default=8)
     length = bench.add_mutually_exclusive_group()

@@ -20,10 +20,14 @@
     └── PoolError               an env pool could not serve a request
 
 Transport errors from the libraries underneath are mapped at the client boundary and chained
-(``raise ConnectionLostError(...) from exc``), so callers only ever catch these.
+(``raise ConnectionLostError(...) from exc``), so callers only ever catch these. Each carries
+the context a program acts on as attributes (a close code, the timeout, the request id, an
+:class:`ErrorCode`), never only in its message.
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 __all__ = [
     "AuthenticationError",
@@ -32,6 +36,7 @@ __all__ = [
     "ConnectionLostError",
     "EnvError",
     "EnvTimeoutError",
+    "ErrorCode",
     "InvalidActionError",
     "InvalidMessageError",
     "NotResetError",
@@ -46,16 +51,46 @@ __all__ = [
 ]
 
 
+class ErrorCode(StrEnum):
+    """Stable codes of the server's ``error`` replies (the wire carries the string value)."""
+
+    INVALID_MESSAGE = "invalid_message"  # undecodable frame, unknown type, malformed request
+    INVALID_ACTION = "invalid_action"  # the action does not match the env's action type
+    NOT_RESET = "not_reset"  # step/state before the first reset
+    ENV_ERROR = "env_error"  # the environment raised
+    TIMEOUT = "timeout"  # the environment exceeded the server's step time limit
+    CAPACITY = "capacity"  # the server is full; sent once, then the connection closes
+    NOT_SUPPORTED = "not_supported"  # the env or server does not offer what was asked
+    UNKNOWN = "unknown"  # a code this client does not know (a newer server)
+
+    @classmethod
+    def parse(cls, code: str) -> ErrorCode:
+        """The member for ``code``; :attr:`UNKNOWN` for codes of newer servers."""
+        try:
+            return cls(code)
+        except ValueError:
+            return cls.UNKNOWN
+
+
 class OpenEnvError(Exception):
     """Root of every openenv error."""
 
 
 class ConnectError(OpenEnvError):
-    """A session could not be opened: nothing listens, the handshake failed, or it took too long."""
+    """A session could not be opened: nothing listens, the handshake failed, or it took too long.
+
+    Attributes:
+        status: the HTTP status that refused the handshake, when it got that far.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class AuthenticationError(ConnectError):
-    """The server refused the session at the handshake: the bearer token was missing or wrong."""
+    """The server refused the session at the handshake (``status`` 401 or 403): the bearer
+    token was missing or wrong."""
 
 
 class CapacityError(ConnectError):
@@ -63,11 +98,37 @@ class CapacityError(ConnectError):
 
 
 class ConnectionLostError(OpenEnvError):
-    """The connection of an open session dropped: the server, its process or container is gone."""
+    """The connection of an open session dropped: the server, its process or container is gone.
+
+    Attributes:
+        code: the close code the server sent (1009 frame too big, 1011 internal error or step
+            time limit, 1013 try again later), or None when the connection dropped without a
+            close frame (the server process or container died).
+        reason: the close reason the server gave ("" when none).
+    """
+
+    def __init__(self, message: str, *, code: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
 
 
 class EnvTimeoutError(OpenEnvError, TimeoutError):
-    """A call got no reply within the client's timeout. A late reply is discarded, never misread."""
+    """A call got no reply within the client's timeout. A late reply is discarded, never misread.
+
+    Attributes:
+        timeout: the client's timeout in seconds.
+        request: the call that timed out (``"reset"``, ``"step"``, ``"get_state"``).
+        request_id: the id of its request.
+    """
+
+    def __init__(
+        self, message: str, *, timeout: float | None = None, request: str = "", request_id: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+        self.request = request
+        self.request_id = request_id
 
 
 class ProtocolError(OpenEnvError):
@@ -75,48 +136,67 @@ class ProtocolError(OpenEnvError):
 
 
 class VersionMismatchError(ProtocolError):
-    """The server speaks another protocol version than this client; upgrade one of them."""
+    """The server speaks another protocol version than this client; upgrade one of them.
+
+    Attributes:
+        server_version: the version the server announced.
+        client_version: the version this client speaks.
+    """
+
+    def __init__(self, message: str, *, server_version: int = 0, client_version: int = 0) -> None:
+        super().__init__(message)
+        self.server_version = server_version
+        self.client_version = client_version
 
 
 class RemoteError(OpenEnvError):
-    """The server answered a request with an ``Error`` reply; ``code`` is the stable error code."""
+    """The server answered a request with an ``error`` reply.
 
-    code = "error"
+    Attributes:
+        code: the reply's :class:`ErrorCode`.
+        request_id: the id of the request it answers (None for session-level errors).
+    """
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    code: ErrorCode = ErrorCode.UNKNOWN
+
+    def __init__(
+        self, message: str, code: ErrorCode | None = None, *, request_id: int | None = None
+    ) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
+        self.request_id = request_id
 
 
 class InvalidMessageError(RemoteError):
     """The server could not decode the request frame (malformed bytes or an unknown type)."""
 
-    code = "invalid_message"
+    code = ErrorCode.INVALID_MESSAGE
 
 
 class InvalidActionError(RemoteError):
     """The action does not match the environment's action type; the message names the field."""
 
-    code = "invalid_action"
+    code = ErrorCode.INVALID_ACTION
 
 
 class NotResetError(RemoteError):
     """``step`` or ``state`` was called before the first ``reset`` of the session."""
 
-    code = "not_reset"
+    code = ErrorCode.NOT_RESET
 
 
 class EnvError(RemoteError):
     """The environment raised while handling the request; the session remains usable."""
 
-    code = "env_error"
+    code = ErrorCode.ENV_ERROR
 
 
 class ServerTimeoutError(RemoteError):
-    """The environment exceeded the server's per-step time limit."""
+    """The environment exceeded the server's per-step time limit; the server closes the
+    session (its env's state is unknown)."""
 
-    code = "timeout"
+    code = ErrorCode.TIMEOUT
 
 
 class ProviderError(OpenEnvError):
@@ -127,7 +207,7 @@ class PoolError(OpenEnvError):
     """An env pool could not serve a request (closed, or no env could be started)."""
 
 
-_REMOTE_BY_CODE: dict[str, type[RemoteError]] = {
+_REMOTE_BY_CODE: dict[ErrorCode, type[RemoteError]] = {
     cls.code: cls
     for cls in (
         InvalidMessageError,
@@ -139,8 +219,10 @@ _REMOTE_BY_CODE: dict[str, type[RemoteError]] = {
 }
 
 
-def remote_error(code: str, message: str) -> OpenEnvError:
-    """Turn an ``Error`` reply into the matching exception (``CapacityError`` for ``capacity``)."""
-    if code == "capacity":
+def remote_error(code: str, message: str, request_id: int | None = None) -> OpenEnvError:
+    """Turn an ``error`` reply into the matching exception (``CapacityError`` for
+    ``capacity``; a :class:`RemoteError` with :attr:`ErrorCode.UNKNOWN` for unknown codes)."""
+    error_code = ErrorCode.parse(code)
+    if error_code is ErrorCode.CAPACITY:
         return CapacityError(message)
-    return _REMOTE_BY_CODE.get(code, RemoteError)(message, code)
+    return _REMOTE_BY_CODE.get(error_code, RemoteError)(message, error_code, request_id=request_id)

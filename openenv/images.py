@@ -22,6 +22,7 @@ from typing import Any
 import aiodocker
 
 from openenv.exceptions import ProviderError
+from openenv.progress import Progress
 
 __all__ = ["BuildReport", "build_image", "default_tag", "wheelhouse"]
 
@@ -84,10 +85,10 @@ async def build_image(
         raise ProviderError(f"{dockerfile} does not exist")
     tag = tag or default_tag(env_dir)
     started = time.monotonic()
-    with _Progress(show_progress, f"{tag}: building wheels") as progress:
+    with Progress(f"{tag}: building wheels", enabled=show_progress, plain_lines=True) as progress:
         await asyncio.to_thread(wheelhouse, root)
         wheels_s = time.monotonic() - started
-        progress.update(f"{tag}: building image from {base_image}")
+        progress.update(description=f"{tag}: building image from {base_image}")
         async with aiodocker.Docker() as docker:
             await _build(docker, root, dockerfile, tag, base_image, progress)
             size = (await docker.images.inspect(tag))["Size"]
@@ -100,7 +101,7 @@ async def _build(
     dockerfile: Path,
     tag: str,
     base_image: str,
-    progress: _Progress,
+    progress: Progress,
 ) -> None:
     params = {
         "t": tag,
@@ -128,35 +129,4 @@ async def _build(
                 raise ProviderError(f"building {tag} failed: {event['error'].strip()}")
             text = str(event.get("stream", "")).strip()
             if text.startswith("Step "):
-                progress.update(f"{tag}: {text}")
-
-
-class _Progress:
-    """A one-line live status on a terminal (rich), plain lines elsewhere."""
-
-    def __init__(self, enabled: bool, first: str) -> None:
-        self._enabled = enabled
-        self._first = first
-        self._status: Any = None
-
-    def __enter__(self) -> _Progress:
-        if self._enabled:
-            from rich.console import Console
-
-            console = Console(stderr=True)
-            if console.is_terminal:
-                self._status = console.status(self._first)
-                self._status.__enter__()
-            else:
-                print(self._first, file=sys.stderr, flush=True)
-        return self
-
-    def update(self, text: str) -> None:
-        if self._status is not None:
-            self._status.update(text)
-        elif self._enabled:
-            print(text, file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._status is not None:
-            self._status.__exit__(*exc)
+                progress.update(description=f"{tag}: {text}")

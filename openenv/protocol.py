@@ -15,16 +15,18 @@ Schema evolution rule: every field added later must have a default.
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import IntEnum
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from openenv.exceptions import ErrorCode
 from openenv.types import Observation, State
 
 __all__ = [
     "PROTOCOL_VERSION",
     "Close",
+    "CloseCode",
     "Codec",
     "Error",
     "ErrorCode",
@@ -40,22 +42,22 @@ __all__ = [
     "request_type",
 ]
 
-PROTOCOL_VERSION = 1
+#: 2: ``result`` carries reward and done inside the observation only.
+PROTOCOL_VERSION = 2
 
 ActT = TypeVar("ActT")
 ObsT = TypeVar("ObsT", bound=Observation)
 StateT = TypeVar("StateT", bound=State)
 
 
-class ErrorCode(StrEnum):
-    """Stable error codes carried by :class:`Error` replies."""
+class CloseCode(IntEnum):
+    """The WebSocket close codes a server ends a session with."""
 
-    INVALID_MESSAGE = "invalid_message"  # undecodable frame, unknown type, malformed request
-    INVALID_ACTION = "invalid_action"  # the action does not match the env's action type
-    NOT_RESET = "not_reset"  # step/state before the first reset
-    ENV_ERROR = "env_error"  # the environment raised
-    TIMEOUT = "timeout"  # the environment exceeded the server's step time limit
-    CAPACITY = "capacity"  # the server is full; sent once, then the connection closes
+    NORMAL = 1000  # the client sent close; the server said goodbye
+    POLICY_VIOLATION = 1008  # refused at the handshake (bad token): HTTP 403 before accept
+    TOO_BIG = 1009  # a frame over the server's size limit
+    INTERNAL_ERROR = 1011  # the env exceeded the step time limit (its state is unknown)
+    TRY_AGAIN_LATER = 1013  # the server is full (after a ``capacity`` error)
 
 
 class _Message(msgspec.Struct, tag_field="type", omit_defaults=True):
@@ -108,12 +110,11 @@ class Hello(_Message, tag="hello"):
 
 
 class Result(_Message, Generic[ObsT], tag="result"):
-    """The observation produced by a reset or a step."""
+    """The observation produced by a reset or a step; its ``reward`` and ``done`` fields are
+    the step's reward and done flag (they travel once, inside the observation)."""
 
     id: int
     observation: ObsT
-    reward: float | None = None
-    done: bool = False
 
 
 class StateReply(_Message, Generic[StateT], tag="state"):
@@ -178,7 +179,7 @@ _ACTION_PATH = "`$.action"
 _MAX_DETAIL = 300
 
 
-class Codec(Generic[ActT]):
+class Codec:
     """Encodes any message and decodes one direction's frames into typed messages.
 
     Encoders and decoders are built once and reused: decoding a frame is a single msgspec call.
@@ -189,8 +190,8 @@ class Codec(Generic[ActT]):
     """
 
     def __init__(self, incoming: Any) -> None:
-        self._msgpack_decoder: msgspec.msgpack.Decoder[ActT] = msgspec.msgpack.Decoder(incoming)
-        self._json_decoder: msgspec.json.Decoder[ActT] = msgspec.json.Decoder(incoming)
+        self._msgpack_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(incoming)
+        self._json_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(incoming)
         self._msgpack_encoder = msgspec.msgpack.Encoder()
         self._json_encoder = msgspec.json.Encoder()
         self._msgpack_header = msgspec.msgpack.Decoder(_Header)
@@ -204,7 +205,7 @@ class Codec(Generic[ActT]):
         """Encode as JSON, for a text frame."""
         return self._json_encoder.encode(message).decode()
 
-    def decode(self, frame: bytes | str) -> ActT:
+    def decode(self, frame: bytes | str) -> Any:
         """Decode a binary (msgpack) or text (JSON) frame.
 
         Raises:

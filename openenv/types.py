@@ -7,15 +7,20 @@ state types. The base fields are keyword-only, so a subclass may add required fi
         message: str
 
 Every field added later must carry a default, so old peers keep decoding new messages.
+
+An env's three types are declared once, as the generic arguments of its server class and its
+clients (``Environment[EchoAction, EchoObservation, State]``); :func:`declare_types` reads them
+and sets ``action_type``, ``observation_type`` and ``state_type`` from them.
 """
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
-__all__ = ["Action", "Observation", "State", "StepResult"]
+__all__ = ["Action", "Observation", "State", "StepResult", "declare_types"]
 
 
 class Action(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -43,8 +48,63 @@ ObsT = TypeVar("ObsT", bound=Observation)
 
 
 class StepResult(msgspec.Struct, Generic[ObsT]):
-    """What a client's ``reset`` and ``step`` return: the observation, its reward and done flag."""
+    """What a client's ``reset`` and ``step`` return: the observation, with its reward and done
+    flag also readable here (``result.reward`` is ``result.observation.reward``)."""
 
     observation: ObsT
-    reward: float | None = None
-    done: bool = False
+
+    @property
+    def reward(self) -> float | None:
+        """The step's reward (None when the env gives none)."""
+        return self.observation.reward
+
+    @property
+    def done(self) -> bool:
+        """Whether the episode ended with this step."""
+        return self.observation.done
+
+
+_BOUNDS = (Action, Observation, State)
+_ATTRIBUTES = ("action_type", "observation_type", "state_type")
+
+
+def declare_types(cls: type[Any], generic_base: type[Any]) -> None:
+    """Set ``cls.action_type`` / ``observation_type`` / ``state_type`` from the arguments
+    ``cls`` (or its nearest parameterized ancestor) gave ``generic_base``.
+
+    Called from ``__init_subclass__`` of the env server base class and of the clients, so that
+    ``class EchoEnvironment(Environment[EchoAction, EchoObservation, State])`` is the whole
+    declaration. A class that leaves the arguments open (a generic intermediate base) keeps what
+    it inherits.
+
+    Raises:
+        TypeError: an argument is not a subclass of Action, Observation and State in turn, or an
+            attribute set by hand disagrees with the generic arguments.
+    """
+    arguments = _generic_arguments(cls, generic_base)
+    if arguments is None:
+        return
+    for attribute, bound, argument in zip(_ATTRIBUTES, _BOUNDS, arguments, strict=True):
+        if not (isinstance(argument, type) and issubclass(argument, bound)):
+            raise TypeError(
+                f"{cls.__name__}: {generic_base.__name__}[...] wants a subclass of "
+                f"{bound.__name__} in this place, got {argument!r}"
+            )
+        explicit = cls.__dict__.get(attribute)
+        if explicit is not None and explicit is not argument:
+            raise TypeError(
+                f"{cls.__name__}.{attribute} = {explicit.__name__} disagrees with its generic "
+                f"argument {argument.__name__}: declare the type once, as the generic argument"
+            )
+        setattr(cls, attribute, argument)
+
+
+def _generic_arguments(cls: type[Any], generic_base: type[Any]) -> tuple[Any, ...] | None:
+    for base in getattr(cls, "__orig_bases__", ()):
+        origin = typing.get_origin(base)
+        if isinstance(origin, type) and issubclass(origin, generic_base):
+            arguments = typing.get_args(base)
+            if any(isinstance(a, TypeVar) for a in arguments):
+                return None
+            return arguments
+    return None

@@ -11,8 +11,8 @@ import openenv
 def test_all_is_locked() -> None:
     assert sorted(openenv.__all__) == sorted(
         [
-            "Action", "AsyncEnvClient", "AuthenticationError", "BatchError", "CapacityError",
-            "ConnectError", "EnvPool", "Episode", "PoolStats",
+            "Action", "AsyncEnv", "AsyncEnvClient", "AuthenticationError", "BatchError",
+            "CapacityError", "ConnectError", "Env", "EnvPool", "Episode", "ErrorCode", "PoolStats",
             "ConnectionLostError", "Endpoint", "EnvClient", "EnvError", "EnvTimeoutError",
             "InvalidActionError", "InvalidMessageError", "LocalProcessProvider", "NotResetError",
             "Observation", "OpenEnvError", "PoolError", "ProtocolError", "Provider",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib
 import os
 import socket
 import statistics
@@ -20,47 +19,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from openenv.client.async_client import AsyncEnvClient
-from openenv.client.pool import EnvPool
+from openenv.bench.envs import EnvSpec, resolve_env
+from openenv.launch.pool import EnvPool
+from openenv.procfs import cpu_seconds
+from openenv.progress import Progress
 from openenv.protocol import Codec, Result, Step, request_type
 from openenv.providers.base import Provider
+from openenv.types import StepResult
 
 __all__ = ["BenchOptions", "BenchResult", "LoopFigures", "run_bench"]
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """How the bench drives one env: its client, server app, image and a sample action."""
-
-    client: str
-    app: str
-    image: str
-    action: Callable[[int], Any]
-
-
-def _echo_action(size: int) -> Any:
-    from envs.echo_env import EchoAction
-
-    return EchoAction(message="x" * size)
-
-
-def _code_action(size: int) -> Any:
-    from envs.coding_env import CodeAction
-
-    return CodeAction(code="print(1)" + (" #" + "x" * (size - 10) if size > 10 else ""))
-
-
-ENVS = {
-    "echo": EnvSpec("envs.echo_env:AsyncEchoEnv", "envs.echo_env", "echo-env:latest", _echo_action),
-    "coding": EnvSpec(
-        "envs.coding_env:AsyncCodingEnv", "envs.coding_env", "coding-env:latest", _code_action
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -154,18 +125,6 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def _cpu_seconds(pids: list[int]) -> float | None:
-    """CPU time used so far by ``pids`` (from /proc; None where it cannot be read)."""
-    ticks = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 async def _closed_loops(
     calls: list[Callable[[], Awaitable[object]]],
     options: BenchOptions,
@@ -188,15 +147,15 @@ async def _closed_loops(
                 return
 
     pids = server_pids or []
-    server_began = _cpu_seconds(pids) if pids else None
+    server_began = cpu_seconds(pids) if pids else None
     cpu_began, began = time.process_time(), time.perf_counter()
-    with _live_progress(options, label, latencies, began):
+    async with _live_progress(options, label, latencies, began):
         await asyncio.gather(
             *(loop(call, record) for call, record in zip(calls, latencies, strict=True))
         )
     seconds = time.perf_counter() - began
     cpu = time.process_time() - cpu_began
-    server_end = _cpu_seconds(pids) if server_began is not None else None
+    server_end = cpu_seconds(pids) if server_began is not None else None
     merged = sorted(x for record in latencies for x in record)
     steps = len(merged)
     return LoopFigures(
@@ -220,36 +179,23 @@ def _quantile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-@contextlib.contextmanager
-def _live_progress(
+@contextlib.asynccontextmanager
+async def _live_progress(
     options: BenchOptions, label: str, latencies: list[list[float]], began: float
-) -> Iterator[None]:
+) -> AsyncIterator[None]:
     """A live bar: steps done and the running rate (steps) or seconds elapsed (duration)."""
-    if not options.progress:
-        yield
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     total = options.steps * len(latencies) if options.steps is not None else options.duration
-    bar = Progress(
-        TextColumn(f"[bold]{label:<6}"),
-        BarColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        transient=True,
-    )
-    task = bar.add_task(label, total=total, rate="")
 
-    async def tick() -> None:
+    async def tick(progress: Progress) -> None:
         while True:
             await asyncio.sleep(0.25)
             done = sum(len(r) for r in latencies)
             elapsed = time.perf_counter() - began
             completed = done if options.steps is not None else min(elapsed, options.duration)
-            bar.update(task, completed=completed, rate=f"{done / elapsed:,.0f} steps/s")
+            progress.update(completed=completed, info=f"{done / elapsed:,.0f} steps/s")
 
-    with bar:
-        ticker = asyncio.ensure_future(tick())
+    with Progress(f"{label:<6}", total=total, enabled=options.progress) as progress:
+        ticker = asyncio.ensure_future(tick(progress))
         try:
             yield
         finally:
@@ -257,12 +203,6 @@ def _live_progress(
 
 
 # Ours: an EnvPool.
-
-
-def _client_class(spec: EnvSpec) -> type[AsyncEnvClient[Any, Any, Any]]:
-    module, _, name = spec.client.partition(":")
-    cls: type[AsyncEnvClient[Any, Any, Any]] = getattr(importlib.import_module(module), name)
-    return cls
 
 
 def _provider(spec: EnvSpec, options: BenchOptions, servers: int) -> tuple[Provider, int]:
@@ -285,15 +225,20 @@ def _server_count(options: BenchOptions) -> int:
 
 async def run_bench(options: BenchOptions) -> BenchResult:
     """Measure ours, then (with ``compare``) the raw ceiling and the HTTP baseline."""
-    spec = ENVS[options.env]
+    spec = resolve_env(options.env)
     servers = _server_count(options)
     provider, per_server = _provider(spec, options, servers)
     action = spec.action(options.message_size)
-    pool = EnvPool(_client_class(spec), provider, options.sessions, sessions_per_server=per_server)
+    pool = EnvPool(
+        spec.client,
+        provider,
+        options.sessions,
+        sessions_per_server=per_server,
+        show_progress=options.progress,
+    )
     async with pool:
         await pool.reset()
-        frame, reply_bytes = _wire_sample(pool.envs[0], action)
-        await pool.envs[0].step(action)
+        frame, reply_bytes = _wire_sample(action, await pool.envs[0].step(action))
         calls: list[Callable[[], Awaitable[object]]] = [
             functools.partial(env.step, action) for env in pool.envs
         ]
@@ -351,25 +296,12 @@ async def _interleaved(
     return {name: figures[median] for name, figures in rounds.items()}, ratios
 
 
-def _wire_sample(env: AsyncEnvClient[Any, Any, Any], action: Any) -> tuple[bytes, int]:
-    """The step frame our client sends for ``action`` and the size of the reply it gets."""
-    codec: Codec[Any] = Codec(request_type(type(action)))
+def _wire_sample(action: Any, reply: StepResult[Any]) -> tuple[bytes, int]:
+    """The step frame our client sends for ``action``, and the size of the frame that carried
+    the env's real ``reply`` to it: the baselines exchange frames of exactly these sizes."""
+    codec = Codec(request_type(type(action)))
     frame = codec.encode(Step(id=10**6, action=action))
-    observation_type = env.observation_type
-    sample = observation_type(**_observation_sample(observation_type, action))
-    reply = codec.encode(Result(id=10**6, observation=sample, reward=1.0))
-    return frame, len(reply)
-
-
-def _observation_sample(observation_type: type[Any], action: Any) -> dict[str, Any]:
-    """An observation as large as the env's reply to ``action`` (echo: the message back)."""
-    if hasattr(action, "message"):
-        return {
-            "echoed_message": action.message,
-            "message_length": len(action.message),
-            "reward": 1.0,
-        }
-    return {"stdout": "1\n", "reward": 1.0}
+    return frame, len(codec.encode(Result(id=10**6, observation=reply.observation)))
 
 
 # Baselines, each in their own server processes.

@@ -36,7 +36,7 @@ from openenv.protocol import (
     Step,
     reply_type,
 )
-from openenv.types import Action, Observation, State, StepResult
+from openenv.types import Action, Observation, State, StepResult, declare_types
 
 __all__ = ["AsyncEnvClient"]
 
@@ -45,14 +45,16 @@ ObsT = TypeVar("ObsT", bound=Observation)
 StateT = TypeVar("StateT", bound=State)
 ClientT = TypeVar("ClientT", bound="AsyncEnvClient[Any, Any, Any]")
 
-_DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 
 class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
     """A session with one env server: ``reset``, ``step``, ``state``, ``close``.
 
-    Each env ships a subclass that names its types (``AsyncEchoEnv``); the base class works with
-    any server, decoding into the base :class:`Observation` and :class:`State`. Calls on one
+    Each env ships a subclass that names its types as generic arguments (``AsyncEchoEnv``); the
+    base class works with any server, decoding into the base :class:`Observation` and
+    :class:`State`. This class knows endpoints only; ``openenv.launch`` adds the constructors
+    that start a server first (``from_process``, ``from_docker_image``). Calls on one
     client run one at a time; each has a timeout, and a reply that arrives after its call timed
     out or was cancelled is recognised by its request id and dropped.
 
@@ -69,8 +71,10 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
     action_type: ClassVar[type[Action]] = Action
     observation_type: ClassVar[type[Observation]] = Observation
     state_type: ClassVar[type[State]] = State
-    #: The env package whose server ``from_process`` starts, e.g. ``"envs.echo_env"``.
-    server_app: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declare_types(cls, AsyncEnvClient)
 
     def __init__(
         self,
@@ -79,7 +83,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         token: str | None = None,
         connect_timeout: float = 10.0,
         timeout: float | None = 60.0,
-        max_frame_bytes: int = _DEFAULT_MAX_FRAME_BYTES,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if isinstance(endpoint, str):
@@ -88,7 +92,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         self.connect_timeout = connect_timeout
         self.max_frame_bytes = max_frame_bytes
         self._on_close = on_close
-        self._codec: Codec[Any] = _codec_for(self.observation_type, self.state_type)
+        self._codec = _codec_for(self.observation_type, self.state_type)
         self._ws: Connection | None = None
         self._hello: Hello | None = None
         self._ids = itertools.count(1)
@@ -96,34 +100,6 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         self._deadline = Deadline(timeout)
         self._closed = False
         self._lost = False  # the connection dropped under a call
-
-    # Construction through providers.
-
-    @classmethod
-    async def from_process(cls: type[ClientT], **options: Any) -> ClientT:
-        """Start this env's server as a local subprocess and connect to it.
-
-        The server stops when the client closes. ``options`` go to
-        :class:`~openenv.providers.LocalProcessProvider` (e.g. ``transport="tcp"``).
-        """
-        from openenv.providers.process import LocalProcessProvider
-
-        return await LocalProcessProvider(cls._require_app(), **options).open_client(cls)
-
-    @classmethod
-    async def from_docker_image(cls: type[ClientT], image: str, **options: Any) -> ClientT:
-        """Start a container of ``image`` and connect to it; it is removed when the client
-        closes. ``options`` go to :class:`~openenv.providers.LocalDockerProvider`."""
-        from openenv.providers.docker import LocalDockerProvider
-
-        client: ClientT = await LocalDockerProvider(image, **options).open_client(cls)
-        return client
-
-    @classmethod
-    def _require_app(cls) -> str:
-        if cls.server_app is None:
-            raise TypeError(f"{cls.__name__} names no server_app to start; pass an endpoint")
-        return cls.server_app
 
     # The session.
 
@@ -225,14 +201,11 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
                 _check_stale(reply, request.id)
         except asyncio.CancelledError:
             if deadline.expired():
-                raise EnvTimeoutError(
-                    f"no reply to {type(request).__name__.lower()} within {self.timeout} s "
-                    f"from {self.endpoint}"
-                ) from None
+                raise _timeout_error(request, self.timeout, self.endpoint) from None
             raise
         except ConnectionClosed as exc:
             self._lost = True
-            raise ConnectionLostError(_describe_close(exc, self.endpoint)) from exc
+            raise _connection_lost(exc, self.endpoint) from exc
         except OSError as exc:
             self._lost = True
             raise ConnectionLostError(f"connection to {self.endpoint} failed: {exc}") from exc
@@ -240,7 +213,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
             deadline.finish()
             lock.release()
         if reply.__class__ is Error:
-            raise remote_error(reply.code, reply.message)
+            raise remote_error(reply.code, reply.message, reply.id)
         return reply
 
     def _decode(self, frame: bytes | str) -> Any:
@@ -272,9 +245,12 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
             status = exc.response.status_code
             if status in (401, 403):
                 raise AuthenticationError(
-                    f"{endpoint} refused the session (HTTP {status}): missing or wrong token"
+                    f"{endpoint} refused the session (HTTP {status}): missing or wrong token",
+                    status=status,
                 ) from exc
-            raise ConnectError(f"{endpoint} refused the session (HTTP {status})") from exc
+            raise ConnectError(
+                f"{endpoint} refused the session (HTTP {status})", status=status
+            ) from exc
         except (OSError, TimeoutError, WebSocketException) as exc:
             raise ConnectError(
                 f"cannot connect to {endpoint}: {exc or type(exc).__name__}"
@@ -296,7 +272,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
                 f"{self.endpoint} sent no greeting within {self.connect_timeout} s"
             ) from None
         except ConnectionClosed as exc:
-            raise ConnectError(_describe_close(exc, self.endpoint)) from exc
+            raise ConnectError(_connection_lost(exc, self.endpoint).args[0]) from exc
         if isinstance(greeting, Error):
             raise remote_error(greeting.code, greeting.message)
         if not isinstance(greeting, Hello):
@@ -304,15 +280,17 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         if greeting.protocol != PROTOCOL_VERSION:
             raise VersionMismatchError(
                 f"{self.endpoint} speaks protocol {greeting.protocol}, "
-                f"this client speaks {PROTOCOL_VERSION}"
+                f"this client speaks {PROTOCOL_VERSION}",
+                server_version=greeting.protocol,
+                client_version=PROTOCOL_VERSION,
             )
         return greeting
 
 
-_CODECS: dict[tuple[type[Any], type[Any]], Codec[Any]] = {}
+_CODECS: dict[tuple[type[Any], type[Any]], Codec] = {}
 
 
-def _codec_for(observation_type: type[Any], state_type: type[Any]) -> Codec[Any]:
+def _codec_for(observation_type: type[Any], state_type: type[Any]) -> Codec:
     """One codec per env type pair, shared by every client of that env."""
     key = (observation_type, state_type)
     if key not in _CODECS:
@@ -330,15 +308,36 @@ def _check_stale(reply: Any, request_id: int) -> None:
 
 
 def _step_result(reply: Result[Any]) -> StepResult[Any]:
-    return StepResult(observation=reply.observation, reward=reply.reward, done=reply.done)
+    return StepResult(reply.observation)
 
 
-def _describe_close(exc: ConnectionClosed, endpoint: Endpoint) -> str:
+_REQUEST_NAMES = {Reset: "reset", Step: "step", GetState: "get_state"}
+
+
+def _timeout_error(
+    request: Reset | Step[Any] | GetState, timeout: float | None, endpoint: Endpoint
+) -> EnvTimeoutError:
+    name = _REQUEST_NAMES[type(request)]
+    return EnvTimeoutError(
+        f"no reply to {name} within {timeout} s from {endpoint}",
+        timeout=timeout,
+        request=name,
+        request_id=request.id,
+    )
+
+
+def _connection_lost(exc: ConnectionClosed, endpoint: Endpoint) -> ConnectionLostError:
     frame = exc.rcvd or exc.sent
     if frame is None:
-        return f"connection to {endpoint} dropped without a close frame (server gone?)"
+        return ConnectionLostError(
+            f"connection to {endpoint} dropped without a close frame (server gone?)"
+        )
     reason = f": {frame.reason}" if frame.reason else ""
-    return f"{endpoint} closed the session (code {frame.code}{reason})"
+    return ConnectionLostError(
+        f"{endpoint} closed the session (code {frame.code}{reason})",
+        code=frame.code,
+        reason=frame.reason,
+    )
 
 
 async def _close_quietly(ws: Connection, close_frame: bytes) -> None:

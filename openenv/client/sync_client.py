@@ -9,11 +9,11 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
-from openenv.client.async_client import AsyncEnvClient
+from openenv.client.async_client import DEFAULT_MAX_FRAME_BYTES, AsyncEnvClient
 from openenv.client.portal import run_sync
 from openenv.endpoint import Endpoint
 from openenv.protocol import Hello
-from openenv.types import Action, Observation, State, StepResult
+from openenv.types import Action, Observation, State, StepResult, declare_types
 
 __all__ = ["EnvClient"]
 
@@ -26,14 +26,44 @@ SyncT = TypeVar("SyncT", bound="EnvClient[Any, Any, Any]")
 class EnvClient(Generic[ActT, ObsT, StateT]):
     """A blocking session with one env server, with the same methods as the async client.
 
-    Each env ships a subclass naming its async twin (``EchoEnv`` wraps ``AsyncEchoEnv``). The
-    constructor takes the same arguments as :class:`AsyncEnvClient`.
+    Each env ships a subclass naming its async twin (``EchoEnv`` wraps ``AsyncEchoEnv``); its
+    generic arguments must be the twin's (checked when the class is defined). The constructor
+    takes the same arguments as :class:`AsyncEnvClient`.
     """
 
     async_client: ClassVar[type[AsyncEnvClient[Any, Any, Any]]] = AsyncEnvClient
+    action_type: ClassVar[type[Action]] = Action
+    observation_type: ClassVar[type[Observation]] = Observation
+    state_type: ClassVar[type[State]] = State
 
-    def __init__(self, endpoint: str | Endpoint, **options: Any) -> None:
-        self._async: AsyncEnvClient[ActT, ObsT, StateT] = self.async_client(endpoint, **options)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declare_types(cls, EnvClient)
+        twin = cls.async_client
+        for attribute in ("action_type", "observation_type", "state_type"):
+            mine, theirs = getattr(cls, attribute), getattr(twin, attribute)
+            if mine is not theirs and mine not in (Action, Observation, State):
+                raise TypeError(
+                    f"{cls.__name__}.{attribute} is {mine.__name__} but its async_client "
+                    f"{twin.__name__} has {theirs.__name__}"
+                )
+
+    def __init__(
+        self,
+        endpoint: str | Endpoint,
+        *,
+        token: str | None = None,
+        connect_timeout: float = 10.0,
+        timeout: float | None = 60.0,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> None:
+        self._async: AsyncEnvClient[ActT, ObsT, StateT] = self.async_client(
+            endpoint,
+            token=token,
+            connect_timeout=connect_timeout,
+            timeout=timeout,
+            max_frame_bytes=max_frame_bytes,
+        )
 
     @classmethod
     def wrap(cls: type[SyncT], client: AsyncEnvClient[Any, Any, Any]) -> SyncT:
@@ -41,16 +71,6 @@ class EnvClient(Generic[ActT, ObsT, StateT]):
         sync = cls.__new__(cls)
         sync._async = client
         return sync
-
-    @classmethod
-    def from_process(cls: type[SyncT], **options: Any) -> SyncT:
-        """Start this env's server as a local subprocess; see ``AsyncEnvClient.from_process``."""
-        return cls.wrap(run_sync(cls.async_client.from_process(**options)))
-
-    @classmethod
-    def from_docker_image(cls: type[SyncT], image: str, **options: Any) -> SyncT:
-        """Start a container of ``image``; see ``AsyncEnvClient.from_docker_image``."""
-        return cls.wrap(run_sync(cls.async_client.from_docker_image(image, **options)))
 
     @property
     def endpoint(self) -> Endpoint:

@@ -6,17 +6,13 @@ import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TypeVar
 
 from openenv.cleanup import run_to_completion
 from openenv.endpoint import Endpoint
 
-if TYPE_CHECKING:
-    from openenv.client.async_client import AsyncEnvClient
-
 __all__ = ["Provider", "ServerHandle"]
 
-ClientT = TypeVar("ClientT", bound="AsyncEnvClient[Any, Any, Any]")
 ProviderT = TypeVar("ProviderT", bound="Provider")
 
 
@@ -37,6 +33,7 @@ class Provider(ABC):
     """Starts env servers and stops them; ``close`` stops every server it still runs.
 
     Providers are async context managers; leaving the block stops everything they started.
+    They know nothing of clients: they hand out endpoints, and ``openenv.launch`` connects.
     """
 
     @abstractmethod
@@ -52,6 +49,12 @@ class Provider(ABC):
         """Stop ``server`` and free what it held. Stopping a stopped server does nothing."""
 
     @abstractmethod
+    async def kill(self, server: ServerHandle) -> None:
+        """End ``server`` abruptly, as a crash would (SIGKILL, no clean-up inside it): for
+        chaos runs and tests of recovery. ``stop`` must still be called to free what it held.
+        """
+
+    @abstractmethod
     async def is_alive(self, server: ServerHandle) -> bool:
         """Whether ``server`` still runs (its process or container exists)."""
 
@@ -63,18 +66,6 @@ class Provider(ABC):
         """Stop every server this provider still runs, even if cancelled meanwhile."""
         stops = asyncio.gather(*(self.stop(server) for server in self.running()))
         await run_to_completion(stops)
-
-    async def open_client(self, client_cls: type[ClientT], **client_options: Any) -> ClientT:
-        """Start one server and return a connected client that owns this provider: closing
-        the client closes the provider, and with it the server."""
-        try:
-            server = await self.start()
-            client = client_cls(server.endpoint, on_close=self.close, **client_options)
-            await client.connect()
-        except BaseException:
-            await self.close()
-            raise
-        return client
 
     async def __aenter__(self: ProviderT) -> ProviderT:
         return self

@@ -81,6 +81,12 @@ class LocalDockerProvider(Provider):
         startup_timeout: seconds a container may take to accept sessions.
         pool: pool id written into the labels (default: one per provider).
         docker_url: the daemon's address (default: aiodocker's discovery, e.g. DOCKER_HOST).
+        handle_sigterm: make SIGTERM unwind the program like Ctrl-C (``SystemExit(143)``), so
+            that ``finally`` blocks and the exit hook remove this process's containers. Done
+            once, on first use, and only while SIGTERM has its default action (which would end
+            the process with no clean-up at all): a handler the application installed is never
+            replaced. Pass False to leave SIGTERM alone; containers then outlive a SIGTERM until
+            ``openenv prune``. Every container is also removed at normal interpreter exit.
     """
 
     def __init__(
@@ -101,6 +107,7 @@ class LocalDockerProvider(Provider):
         startup_timeout: float = 30.0,
         pool: str | None = None,
         docker_url: str | None = None,
+        handle_sigterm: bool = True,
     ) -> None:
         transport = transport or ("unix" if sys.platform.startswith("linux") else "tcp")
         if transport not in ("unix", "tcp"):
@@ -124,6 +131,7 @@ class LocalDockerProvider(Provider):
         self.startup_timeout = startup_timeout
         self.pool = pool or uuid.uuid4().hex[:12]
         self._docker_url = docker_url
+        self._handle_sigterm = handle_sigterm
         self._docker: aiodocker.Docker | None = None
         self._containers: dict[str, _Container] = {}
         self._handles: dict[str, ServerHandle] = {}
@@ -173,7 +181,6 @@ class LocalDockerProvider(Provider):
         return list(self._handles.values())
 
     async def kill(self, server: ServerHandle) -> None:
-        """SIGKILL the container's server, as a crash would (for tests and chaos runs)."""
         try:
             await self._client().containers.container(server.id).kill()
         except aiodocker.DockerError:
@@ -192,7 +199,8 @@ class LocalDockerProvider(Provider):
     def _client(self) -> aiodocker.Docker:
         if self._docker is None:
             self._docker = aiodocker.Docker(url=self._docker_url)
-            _install_signal_cleanup()
+            if self._handle_sigterm:
+                _install_signal_cleanup()
         return self._docker
 
     def _make_workdir(self) -> Path:
@@ -342,7 +350,8 @@ _signals_installed = False
 
 
 def _install_signal_cleanup() -> None:
-    """Make SIGTERM unwind like Ctrl-C does, so ``finally`` blocks and the exit hook run."""
+    """Make SIGTERM unwind like Ctrl-C does, so ``finally`` blocks and the exit hook run; only
+    while SIGTERM has its default action, never over the application's own handler."""
     global _signals_installed
     if _signals_installed or threading.current_thread() is not threading.main_thread():
         return

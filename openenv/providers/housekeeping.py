@@ -28,15 +28,15 @@ async def list_managed() -> list[ManagedContainer]:
     """Every container labelled ``openenv.managed=1``, running or not."""
     async with aiodocker.Docker() as docker:
         found = await docker.containers.list(all=True, filters={"label": [f"{MANAGED_LABEL}=1"]})
+        infos = await asyncio.gather(*(container.show() for container in found))
     rows = []
-    for container in found:
-        info = container._container
-        labels = info.get("Labels") or {}
+    for info in infos:
+        labels = info["Config"].get("Labels") or {}
         rows.append(
             ManagedContainer(
                 id=info["Id"],
-                image=info.get("Image", "?"),
-                state=info.get("State", "?"),
+                image=info["Config"].get("Image", "?"),
+                state=info["State"].get("Status", "?"),
                 owner_pid=owner_pid(labels),
                 owner_alive=owner_alive(labels),
                 pool=labels.get(POOL_LABEL, ""),

@@ -12,6 +12,8 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 
+from openenv.procfs import start_time
+
 __all__ = ["MANAGED_LABEL", "POOL_LABEL", "owner_alive", "owner_labels", "owner_pid"]
 
 MANAGED_LABEL = "openenv.managed"
@@ -21,22 +23,13 @@ _HOST = "openenv.owner_host"
 POOL_LABEL = "openenv.pool"
 
 
-def _start_time(pid: int) -> str:
-    """The process's start time in clock ticks since boot ("" where /proc is missing)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
 def owner_labels(pool: str) -> dict[str, str]:
     """Labels naming this process as the owner of a container of ``pool``."""
     pid = os.getpid()
     return {
         MANAGED_LABEL: "1",
         _PID: str(pid),
-        _START: _start_time(pid),
+        _START: start_time(pid),
         _HOST: socket.gethostname(),
         POOL_LABEL: pool,
     }
@@ -52,7 +45,7 @@ def owner_alive(labels: Mapping[str, str]) -> bool:
     except ValueError:
         return False
     if Path("/proc").is_dir():
-        start = _start_time(pid)
+        start = start_time(pid)
         return bool(start) and start == labels.get(_START, start)
     try:  # no /proc (macOS): existence is all we can check
         os.kill(pid, 0)

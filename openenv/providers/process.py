@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from openenv import procfs
 from openenv.endpoint import Endpoint
 from openenv.exceptions import ProviderError
 from openenv.providers.base import Provider, ServerHandle
@@ -107,8 +108,7 @@ class LocalProcessProvider(Provider):
     def running(self) -> list[ServerHandle]:
         return list(self._handles.values())
 
-    def kill(self, server: ServerHandle) -> None:
-        """SIGKILL the server's process, as a crash would (for tests and chaos runs)."""
+    async def kill(self, server: ServerHandle) -> None:
         child = self._children.get(server.id)
         if child is not None and child.process.returncode is None:
             child.process.kill()
@@ -186,11 +186,7 @@ def _running(process: asyncio.subprocess.Process) -> bool:
         return False
     if not _PROC.exists():
         return True  # no /proc here (macOS): the returncode is all we know
-    try:
-        stat = (_PROC.parent / str(process.pid) / "stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    return procfs.is_running(process.pid)
 
 
 def _log_tail(workdir: Path) -> str:

@@ -13,15 +13,20 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
-from openenv.protocol import PROTOCOL_VERSION, Codec, Error, ErrorCode, Hello, request_type
+from openenv.protocol import (
+    PROTOCOL_VERSION,
+    CloseCode,
+    Codec,
+    Error,
+    ErrorCode,
+    Hello,
+    request_type,
+)
 from openenv.server.config import ServerConfig
 from openenv.server.environment import Environment
 from openenv.server.session import Session
 
 __all__ = ["create_app"]
-
-CLOSE_POLICY_VIOLATION = 1008
-CLOSE_TRY_AGAIN_LATER = 1013
 
 
 class _EnvServer:
@@ -36,7 +41,7 @@ class _EnvServer:
         self.env_cls = env_cls
         self.env_kwargs = env_kwargs
         self.config = config
-        self.codec: Codec[Any] = Codec(request_type(env_cls.action_type))
+        self.codec = Codec(request_type(env_cls.action_type))
         self.schemas = {
             "action_schema": msgspec.json.schema(env_cls.action_type),
             "observation_schema": msgspec.json.schema(env_cls.observation_type),
@@ -60,7 +65,7 @@ class _EnvServer:
         await receive()  # websocket.connect
         if not self.authorized(scope):
             # Closing before accept refuses the handshake (HTTP 403): no env is ever created.
-            await send({"type": "websocket.close", "code": CLOSE_POLICY_VIOLATION})
+            await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
             return
         await send({"type": "websocket.accept"})
         if self.active_sessions >= self.config.max_sessions:
@@ -85,7 +90,9 @@ class _EnvServer:
         message = f"server is at capacity ({limit} sessions); retry later or use another server"
         refusal = self.codec.encode(Error(code=ErrorCode.CAPACITY, message=message))
         await send({"type": "websocket.send", "bytes": refusal})
-        await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER, "reason": "capacity"})
+        await send(
+            {"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER, "reason": "capacity"}
+        )
 
     async def health(self, request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "active_sessions": self.active_sessions})

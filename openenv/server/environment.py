@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable
 from typing import Any, ClassVar, Generic, TypeVar
 
-from openenv.types import Action, Observation, State
+from openenv.types import Action, Observation, State, declare_types
 
 __all__ = ["Environment"]
 
@@ -19,8 +18,10 @@ StateT = TypeVar("StateT", bound=State)
 class Environment(ABC, Generic[ActT, ObsT, StateT]):
     """One episode-at-a-time environment; the server creates one instance per session.
 
-    Subclasses set the three type attributes and implement ``reset``, ``step`` and ``state``.
-    ``reset`` and ``step`` may be plain methods or ``async def``:
+    Subclasses name their three types once, as generic arguments
+    (``class EchoEnvironment(Environment[EchoAction, EchoObservation, State])``), and implement
+    ``reset``, ``step`` and ``state``. ``reset`` and ``step`` may be plain methods or
+    ``async def``:
 
     - cheap sync methods run directly on the event loop (no thread hop per step);
     - set ``blocking = True`` when sync methods do slow or blocking work: they then run on a
@@ -29,9 +30,10 @@ class Environment(ABC, Generic[ActT, ObsT, StateT]):
 
     Attributes:
         name: shown in the server's greeting and ``/info``; defaults to the class name.
-        action_type: the Struct ``step`` receives, decoded straight off the wire.
-        observation_type: the Struct ``reset`` and ``step`` return.
-        state_type: the Struct ``state`` returns.
+        action_type: the Struct ``step`` receives, decoded straight off the wire (set from
+            the first generic argument).
+        observation_type: the Struct ``reset`` and ``step`` return (the second).
+        state_type: the Struct ``state`` returns (the third).
         blocking: run sync ``reset``/``step`` on a per-session worker thread.
     """
 
@@ -40,6 +42,10 @@ class Environment(ABC, Generic[ActT, ObsT, StateT]):
     observation_type: ClassVar[type[Observation]] = Observation
     state_type: ClassVar[type[State]] = State
     blocking: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declare_types(cls, Environment)
 
     @abstractmethod
     def reset(
@@ -64,8 +70,3 @@ class Environment(ABC, Generic[ActT, ObsT, StateT]):
     def env_name(cls) -> str:
         """The name announced to clients."""
         return cls.name or cls.__name__
-
-    @classmethod
-    def is_async(cls) -> bool:
-        """Whether ``reset`` and ``step`` are coroutine functions."""
-        return inspect.iscoroutinefunction(cls.step)

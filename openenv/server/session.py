@@ -15,6 +15,7 @@ from starlette.types import Message, Receive, Send
 
 from openenv.protocol import (
     Close,
+    CloseCode,
     Codec,
     Error,
     ErrorCode,
@@ -34,9 +35,6 @@ __all__ = ["Session"]
 
 log = logging.getLogger("openenv.server")
 
-CLOSE_NORMAL = 1000
-CLOSE_INTERNAL_ERROR = 1011
-CLOSE_TOO_BIG = 1009
 _MAX_ERROR_CHARS = 2000
 
 _Reply = Result[Any] | StateReply[Any] | Goodbye | Error
@@ -63,7 +61,7 @@ class Session:
         receive: Receive,
         send: Send,
         env: Environment[Any, Any, Any],
-        codec: Codec[Any],
+        codec: Codec,
         hello: Hello,
         config: ServerConfig,
     ) -> None:
@@ -98,7 +96,7 @@ class Session:
                 return
             text = isinstance(frame, str)
             if len(frame) > self._config.max_frame_bytes:
-                await self._close(CLOSE_TOO_BIG, "frame exceeds the server's size limit")
+                await self._close(CloseCode.TOO_BIG, "frame exceeds the server's size limit")
                 return
             close_code = None
             try:
@@ -145,7 +143,7 @@ class Session:
             state = await self._call_env(request.id, lambda: self._env.state)
             return StateReply(id=request.id, state=state)
         assert isinstance(request, Close)
-        raise _Answer(Goodbye(id=request.id), CLOSE_NORMAL)
+        raise _Answer(Goodbye(id=request.id), CloseCode.NORMAL)
 
     async def _call_env(
         self, request_id: int, method: Callable[..., Any], *args: Any, **kwargs: Any
@@ -180,7 +178,7 @@ class Session:
                     f"the environment exceeded the server's {limit} s step limit; session closed"
                 )
                 error = Error(code=ErrorCode.TIMEOUT, message=message, id=request_id)
-                raise _Answer(error, CLOSE_INTERNAL_ERROR) from None
+                raise _Answer(error, CloseCode.INTERNAL_ERROR) from None
             log.debug("env raised in session %s", self._hello.session_id, exc_info=True)
             message = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
             raise _Answer(Error(code=ErrorCode.ENV_ERROR, message=message, id=request_id)) from exc
@@ -212,6 +210,4 @@ def _not_reset(request_id: int) -> Error:
 
 
 def _result(request_id: int, observation: Any) -> Result[Any]:
-    return Result(
-        id=request_id, observation=observation, reward=observation.reward, done=observation.done
-    )
+    return Result(id=request_id, observation=observation)

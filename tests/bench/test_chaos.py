@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from openenv.bench.chaos import run_chaos
+from benchmarks.chaos import run_chaos
 
 
 @pytest.mark.parametrize("provider", ["process", "docker"])

@@ -128,7 +128,7 @@ async def test_server_gone_mid_session_is_connection_lost() -> None:
 
 
 async def test_version_mismatch_is_reported() -> None:
-    codec: Codec[Any] = Codec(request_type(EchoAction))
+    codec = Codec(request_type(EchoAction))
     from websockets.asyncio.server import serve
 
     async def old_server(ws: Any) -> None:

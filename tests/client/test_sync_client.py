@@ -12,6 +12,7 @@ import pytest
 from envs.echo_env import AsyncEchoEnv, EchoAction, EchoEnv
 from openenv import EnvClient, NotResetError
 from openenv.client.portal import run_sync
+from openenv.launch import open_client
 
 
 def test_sync_client_mirrors_every_public_name_of_the_async_one() -> None:
@@ -97,7 +98,7 @@ def test_a_call_interrupted_by_ctrl_c_is_abandoned_and_the_client_stays_usable()
         raise KeyboardInterrupt
 
     provider = LocalProcessProvider("tests.slow_echo:app")
-    with EchoEnv.wrap(run_sync(provider.open_client(AsyncEchoEnv))) as env:
+    with EchoEnv.wrap(run_sync(open_client(provider, AsyncEchoEnv))) as env:
         env.reset()
         previous = signal.signal(signal.SIGALRM, interrupt)
         try:

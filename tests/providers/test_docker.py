@@ -15,6 +15,7 @@ import pytest
 
 from envs.echo_env import AsyncEchoEnv, EchoAction
 from openenv import AuthenticationError, ConnectionLostError, ProviderError
+from openenv.launch import open_client
 from openenv.providers.docker import LocalDockerProvider, parse_bytes
 from openenv.providers.housekeeping import list_managed, prune
 
@@ -94,7 +95,7 @@ async def test_tcp_transport_publishes_on_loopback_only() -> None:
 
 async def test_killed_container_fails_the_next_call_fast_and_leaves_nothing() -> None:
     provider = LocalDockerProvider(IMAGE)
-    env = await provider.open_client(AsyncEchoEnv)  # as from_docker_image does
+    env = await open_client(provider, AsyncEchoEnv)  # as from_docker_image does
     (server,) = provider.running()
     try:
         await env.reset()

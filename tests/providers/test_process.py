@@ -58,7 +58,7 @@ async def test_killed_server_is_detected_and_the_client_fails_fast() -> None:
         server = await provider.start()
         async with AsyncEchoEnv(server.endpoint) as env:
             await env.reset()
-            provider.kill(server)
+            await provider.kill(server)
             started = asyncio.get_running_loop().time()
             with pytest.raises(ConnectionLostError):
                 await env.step(EchoAction(message="x"))

@@ -29,7 +29,7 @@ from openenv.protocol import (
 from openenv.server import Environment, ServerConfig, create_app
 from openenv.types import State
 
-codec: Codec[Any] = Codec(reply_type(EchoObservation, State))
+codec = Codec(reply_type(EchoObservation, State))
 encode = msgspec.msgpack.encode
 
 
@@ -71,7 +71,11 @@ def test_hello_then_reset_step_state_close() -> None:
         assert isinstance(reset, Result)
         assert reset.observation.echoed_message == "Echo environment ready!"
         step = call(ws, Step(id=2, action=EchoAction(message="Hello, World!")))
-        assert (step.id, step.observation.echoed_message, step.reward) == (2, "Hello, World!", 1.3)
+        assert (step.id, step.observation.echoed_message, step.observation.reward) == (
+            2,
+            "Hello, World!",
+            1.3,
+        )
         state = call(ws, GetState(id=3))
         assert isinstance(state, StateReply)
         assert state.state.step_count == 1

@@ -1,4 +1,4 @@
-"""Hypothesis-driven fuzzing of a live env server (a bounded slice of openenv.bench.fuzz).
+"""Hypothesis-driven fuzzing of a live env server (a bounded slice of benchmarks/fuzz.py).
 
 Every frame gets a well-formed answer (or a 1009 close when oversized), and the server keeps
 serving: the same connection, or a fresh one, works afterwards.
@@ -11,7 +11,6 @@ import json
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import msgspec
 import pytest
@@ -20,9 +19,9 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, unix_connect
 
+from benchmarks.fuzz import FRAME_FAMILIES, _healthy, check_reply, fuzz
 from envs.echo_env import EchoAction
 from envs.echo_env.models import EchoObservation
-from openenv.bench.fuzz import FRAME_FAMILIES, _healthy, check_reply, fuzz
 from openenv.client.portal import run_sync
 from openenv.endpoint import Endpoint
 from openenv.protocol import Codec, Hello, Step, reply_type, request_type
@@ -67,8 +66,8 @@ frames = st.one_of(
     ),
 )
 
-replies: Codec[Any] = Codec(reply_type(EchoObservation, State))
-requests: Codec[Any] = Codec(request_type(EchoAction))
+replies = Codec(reply_type(EchoObservation, State))
+requests = Codec(request_type(EchoAction))
 
 
 @pytest.fixture(scope="module")

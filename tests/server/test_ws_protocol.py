@@ -48,8 +48,8 @@ async def test_request_reply_never_pauses_reading(
 async def test_a_flood_pauses_reading_and_every_reply_comes_back_in_order(
     echo_app_factory: Any, paused_after_each_message: list[bool]
 ) -> None:
-    requests: Codec[Any] = Codec(request_type(EchoAction))
-    replies: Codec[Any] = Codec(reply_type(Observation, State))
+    requests = Codec(request_type(EchoAction))
+    replies = Codec(reply_type(Observation, State))
     async with running_server(echo_app_factory()) as address:
         async with connect(address, compression=None, proxy=None) as ws:
             await ws.recv()  # the greeting

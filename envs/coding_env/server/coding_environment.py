@@ -92,9 +92,6 @@ class CodingEnvironment(Environment[CodeAction, CodeObservation, CodeState]):
     """
 
     name = "coding_env"
-    action_type = CodeAction
-    observation_type = CodeObservation
-    state_type = CodeState
 
     def __init__(
         self,

@@ -16,9 +16,6 @@ class EchoEnvironment(Environment[EchoAction, EchoObservation, State]):
     """Echoes every message; the reward is the message length divided by 10."""
 
     name = "echo_env"
-    action_type = EchoAction
-    observation_type = EchoObservation
-    state_type = State
 
     def __init__(self) -> None:
         self._state = State()

@@ -3,8 +3,9 @@
 A pool opens ``size`` sessions on servers from any provider (``sessions_per_server`` sessions
 share one server: one per container for isolation, many per local process for speed), then
 
-- ``await pool.reset()`` / ``await pool.step(actions)`` call every env concurrently and return
-  results in env order;
+- ``await pool.reset(seed=s)`` / ``await pool.step(actions)`` call every env concurrently and
+  return results in env order (as in Gymnasium's vector envs, an int seed gives env ``i`` the
+  seed ``s + i``; a list gives one seed per env);
 - ``async with pool.acquire() as env`` lends one env to a worker for an episode;
 - ``await pool.run_episodes(fn, n)`` runs ``n`` episodes over the pool, retrying an episode on a
   fresh env when its env dies.
@@ -20,7 +21,7 @@ also on cancellation and Ctrl-C.
 from __future__ import annotations
 
 import asyncio
-import sys
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -31,6 +32,7 @@ from typing import Any, Generic, TypeVar
 from openenv.cleanup import run_to_completion
 from openenv.client.async_client import AsyncEnvClient
 from openenv.exceptions import ConnectError, OpenEnvError, PoolError
+from openenv.progress import Progress
 from openenv.providers.base import Provider, ServerHandle
 from openenv.types import StepResult
 
@@ -98,7 +100,7 @@ class EnvPool(Generic[ClientT]):
             ``ceil(size / sessions_per_server)``).
         start_concurrency: servers started at once.
         timeout: seconds each call on an env may take.
-        show_progress: a progress bar while starting (default: when stderr is a terminal).
+        show_progress: a progress bar while starting, on a terminal.
     """
 
     def __init__(
@@ -110,7 +112,7 @@ class EnvPool(Generic[ClientT]):
         sessions_per_server: int = 1,
         start_concurrency: int = 16,
         timeout: float | None = 60.0,
-        show_progress: bool | None = None,
+        show_progress: bool = True,
     ) -> None:
         if size < 1 or sessions_per_server < 1:
             raise ValueError("size and sessions_per_server must be at least 1")
@@ -121,12 +123,13 @@ class EnvPool(Generic[ClientT]):
         self.timeout = timeout
         self.stats = PoolStats()
         self._start_limit = asyncio.Semaphore(start_concurrency)
-        self._show_progress = sys.stderr.isatty() if show_progress is None else show_progress
+        self._show_progress = show_progress
         self._slots: list[_Slot[ClientT]] = []
         self._free: asyncio.Queue[_Slot[ClientT]] = asyncio.Queue()
         self._replacing: dict[str, asyncio.Task[ServerHandle]] = {}
         self._started = False
         self._closed = False
+        self._started_servers = 0
 
     # Life cycle.
 
@@ -138,7 +141,13 @@ class EnvPool(Generic[ClientT]):
         began = time.perf_counter()
         servers = -(-self.size // self.sessions_per_server)
         try:
-            with _StartProgress(self._show_progress, servers) as progress:
+            progress = Progress(
+                "starting env servers",
+                total=servers,
+                enabled=self._show_progress,
+                show_after=_SHOW_PROGRESS_AFTER_S,
+            )
+            with progress:
                 handles = await asyncio.gather(
                     *(self._start_server(progress) for _ in range(servers))
                 )
@@ -186,14 +195,32 @@ class EnvPool(Generic[ClientT]):
         """The current client of every env, in env order (replacements included)."""
         return [slot.client for slot in self._slots]
 
+    def server_of(self, index: int) -> ServerHandle:
+        """The server env ``index`` currently has its session on (it changes on replacement)."""
+        return self._slots[index].server
+
+    @property
+    def servers(self) -> list[ServerHandle]:
+        """The distinct servers the envs have their sessions on, in env order of first use."""
+        return list({slot.server.id: slot.server for slot in self._slots}.values())
+
     def __len__(self) -> int:
         return self.size
 
     # Batch calls.
 
-    async def reset(self, **kwargs: Any) -> list[StepResult[Any]]:
-        """Reset every env concurrently; results in env order. Raises :class:`BatchError`."""
-        return await self._batch(lambda client, _: client.reset(**kwargs), [None] * self.size)
+    async def reset(
+        self, *, seed: int | Sequence[int | None] | None = None, **kwargs: Any
+    ) -> list[StepResult[Any]]:
+        """Reset every env concurrently; results in env order. Raises :class:`BatchError`.
+
+        Args:
+            seed: None (each env picks its own), an int ``s`` (env ``i`` gets ``s + i``, so the
+                episodes differ yet the batch is reproducible), or one seed per env.
+            kwargs: ``episode_id`` and env options, the same for every env.
+        """
+        seeds = _seeds(seed, self.size)
+        return await self._batch(lambda client, s: client.reset(seed=s, **kwargs), seeds)
 
     async def step(self, actions: Sequence[Any]) -> list[StepResult[Any]]:
         """Step env ``i`` with ``actions[i]``, all concurrently; results in env order.
@@ -288,24 +315,42 @@ class EnvPool(Generic[ClientT]):
         self.stats.envs_replaced += 1
 
     async def _live_server(self, server: ServerHandle, known_dead: bool = False) -> ServerHandle:
-        """``server`` if it still runs, else its replacement (started once for all its slots)."""
-        if server.id not in self._replacing:
-            if not known_dead and await self.provider.is_alive(server):
-                return server
-            self._replacing[server.id] = asyncio.ensure_future(self._replace_server(server))
-        return await asyncio.shield(self._replacing[server.id])
+        """``server`` if it still runs, else its replacement.
 
-    async def _replace_server(self, dead: ServerHandle) -> ServerHandle:
-        await self.provider.stop(dead)
-        replacement = await self._start_server(None)
+        Every slot of one server asks at once when the server dies, so the check and the
+        replacement are one task per server, registered before anything is awaited: the first
+        slot to ask starts it, the others await the same task. A replacement stays on record
+        for the dead server's later slots; an "alive" answer and a failure are forgotten when
+        the task ends, so the next call checks again and a failed replacement is retried.
+        """
+        check = self._replacing.get(server.id)
+        if check is None:
+            check = asyncio.ensure_future(self._check_or_replace(server, known_dead))
+            self._replacing[server.id] = check
+            check.add_done_callback(functools.partial(self._forget_check, server.id))
+        return await asyncio.shield(check)
+
+    def _forget_check(self, server_id: str, check: asyncio.Task[ServerHandle]) -> None:
+        if check.cancelled() or check.exception() is not None or check.result().id == server_id:
+            self._replacing.pop(server_id, None)
+
+    async def _check_or_replace(self, server: ServerHandle, known_dead: bool) -> ServerHandle:
+        if not known_dead and await self.provider.is_alive(server):
+            return server
+        await self.provider.stop(server)
+        try:
+            replacement = await self._start_server(None)
+        except OpenEnvError as exc:
+            raise PoolError(f"could not replace dead server {server.id}: {exc}") from exc
         self.stats.servers_replaced += 1
         return replacement
 
-    async def _start_server(self, progress: _StartProgress | None) -> ServerHandle:
+    async def _start_server(self, progress: Progress | None) -> ServerHandle:
         async with self._start_limit:
             server = await self.provider.start()
         if progress is not None:
-            progress.advance()
+            self._started_servers += 1
+            progress.update(completed=self._started_servers)
         return server
 
     async def _connect(self, server: ServerHandle) -> ClientT:
@@ -320,37 +365,13 @@ class EnvPool(Generic[ClientT]):
             raise PoolError("start the pool first: await pool.start() or async with pool")
 
 
-class _StartProgress:
-    """A progress bar for server start-up, shown once it takes more than a moment."""
+_SHOW_PROGRESS_AFTER_S = 1.0
 
-    _SHOW_AFTER_S = 1.0
 
-    def __init__(self, enabled: bool, total: int) -> None:
-        self._enabled = enabled
-        self._total = total
-        self._done = 0
-        self._began = time.monotonic()
-        self._bar: Any = None
-
-    def __enter__(self) -> _StartProgress:
-        return self
-
-    def advance(self) -> None:
-        self._done += 1
-        if not self._enabled:
-            return
-        if self._bar is None and time.monotonic() - self._began > self._SHOW_AFTER_S:
-            try:
-                from rich.progress import Progress
-            except ImportError:  # rich comes with the bench extra; without it, no bar
-                self._enabled = False
-                return
-            self._bar = Progress(transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task("starting env servers", total=self._total)
-        if self._bar is not None:
-            self._bar.update(self._task, completed=self._done)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
+def _seeds(seed: int | Sequence[int | None] | None, size: int) -> list[int | None]:
+    if seed is None or isinstance(seed, int):
+        return [None if seed is None else seed + i for i in range(size)]
+    seeds = list(seed)
+    if len(seeds) != size:
+        raise ValueError(f"expected {size} seeds, one per env, got {len(seeds)}")
+    return seeds

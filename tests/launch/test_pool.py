@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 from typing import Any
 
 import pytest
 
 from envs.echo_env import AsyncEchoEnv, EchoAction
-from openenv import BatchError, EnvPool, EnvTimeoutError, PoolError
+from openenv import (
+    BatchError,
+    ConnectionLostError,
+    EnvPool,
+    EnvTimeoutError,
+    InvalidActionError,
+    NotResetError,
+    PoolError,
+    ProviderError,
+)
 from openenv.providers import LocalProcessProvider
 from openenv.providers.docker import LocalDockerProvider
 from tests.providers.test_process import pid_alive
@@ -46,7 +53,7 @@ async def test_a_failing_env_loses_nobody_elses_result() -> None:
             await pool.step(actions)
         error = caught.value
         assert list(error.errors) == [2]
-        assert type(error.errors[2]).__name__ == "InvalidActionError"
+        assert isinstance(error.errors[2], InvalidActionError)
         assert [r and r.observation.echoed_message for r in error.results] == ["0", "1", None, "3"]
         assert pool.stats.failed_calls == 1
         assert pool.stats.envs_replaced == 0  # a bad action does not break the session
@@ -55,14 +62,14 @@ async def test_a_failing_env_loses_nobody_elses_result() -> None:
 async def test_killed_server_is_replaced_and_counted() -> None:
     async with echo_pool(4, sessions_per_server=2) as pool:
         await pool.reset()
-        victim = pool._slots[0].server
-        os.kill(int(victim.id), signal.SIGKILL)
+        victim = pool.server_of(0)
+        await pool.provider.kill(victim)
         with pytest.raises(BatchError) as caught:
             await pool.step([EchoAction(message="x")] * 4)
         assert sorted(caught.value.errors) == [0, 1]
-        assert all(type(e).__name__ == "ConnectionLostError" for e in caught.value.errors.values())
+        assert all(isinstance(e, ConnectionLostError) for e in caught.value.errors.values())
         assert (pool.stats.servers_replaced, pool.stats.envs_replaced) == (1, 2)
-        assert pool._slots[0].server is pool._slots[1].server  # one replacement for both
+        assert pool.server_of(0) is pool.server_of(1)  # one replacement for both
         await pool.reset()
         results = await pool.step([EchoAction(message="y")] * 4)
         assert [r.observation.echoed_message for r in results] == ["y"] * 4
@@ -100,9 +107,9 @@ async def test_episodes_survive_server_kills_on_replacements() -> None:
                 assert result.observation.echoed_message == "abcd"
                 total += result.observation.message_length
                 if i == 2 and len(killed) < 3:
-                    victim = next(s.server for s in pool._slots if s.client is env)
+                    victim = pool.server_of(pool.envs.index(env))
                     killed.append(victim.id)
-                    os.kill(int(victim.id), signal.SIGKILL)
+                    await pool.provider.kill(victim)
             return total
 
         outcomes = await pool.run_episodes(episode, 12, retries=2)
@@ -120,7 +127,7 @@ async def test_an_episode_that_keeps_failing_is_reported_with_its_cause() -> Non
 
         (outcome,) = await pool.run_episodes(doomed, 1, retries=1)
         assert not outcome.ok and outcome.attempts == 2
-        assert type(outcome.error).__name__ == "NotResetError"
+        assert isinstance(outcome.error, NotResetError)
 
 
 async def test_close_stops_everything_also_when_cancelled() -> None:
@@ -138,7 +145,7 @@ async def test_close_stops_everything_also_when_cancelled() -> None:
     task = asyncio.create_task(rollout())
     await asyncio.wait_for(started.wait(), 30)
     assert not task.done()
-    pids = [int(s.server.id) for s in pool._slots]
+    pids = [int(server.id) for server in pool.servers]
     await asyncio.sleep(0.1)
     task.cancel()
     await asyncio.sleep(0.05)
@@ -164,7 +171,7 @@ async def test_docker_pool_replaces_a_killed_container() -> None:
     provider = LocalDockerProvider("echo-env:latest")
     async with EnvPool(AsyncEchoEnv, provider, 3) as pool:
         await pool.reset()
-        victim = pool._slots[1].server
+        victim = pool.server_of(1)
         await provider.kill(victim)
         with pytest.raises(BatchError) as caught:
             await pool.step([EchoAction(message="x")] * 3)
@@ -186,3 +193,75 @@ async def test_client_timeout_is_reported_per_env() -> None:
         assert list(caught.value.errors) == [1]
         assert isinstance(caught.value.errors[1], EnvTimeoutError)
         assert caught.value.results[0].observation.echoed_message == "fast"
+
+
+class _FlakyProvider(LocalProcessProvider):
+    """A real process provider whose liveness check is slow (as across a cluster) and whose
+    next ``fail_starts`` starts raise, as a transient provider failure would."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fail_starts = 0
+        self.starts = 0
+        self.checking = asyncio.Event()
+
+    async def start(self) -> Any:
+        self.starts += 1
+        if self.fail_starts > 0:
+            self.fail_starts -= 1
+            raise ProviderError("transient start failure")
+        return await super().start()
+
+    async def is_alive(self, server: Any) -> bool:
+        self.checking.set()
+        await asyncio.sleep(0.2)  # a slow check widens the race window it must not open
+        return await super().is_alive(server)
+
+
+async def test_every_session_of_a_dead_server_shares_one_replacement() -> None:
+    provider = _FlakyProvider("envs.echo_env")
+    async with EnvPool(AsyncEchoEnv, provider, 8, sessions_per_server=8) as pool:
+        await pool.reset()
+        await provider.kill(pool.server_of(0))
+        starts_before = provider.starts
+        with pytest.raises(BatchError) as caught:
+            await pool.step([EchoAction(message="x")] * 8)
+        assert sorted(caught.value.errors) == list(range(8))
+        assert provider.starts - starts_before == 1
+        assert pool.stats.servers_replaced == 1 and pool.stats.envs_replaced == 8
+        assert len(pool.servers) == 1 and len(provider.running()) == 1
+        results = await pool.reset()
+        assert len(results) == 8
+
+
+async def test_a_failed_replacement_is_retried_by_the_next_call() -> None:
+    provider = _FlakyProvider("envs.echo_env")
+    async with EnvPool(AsyncEchoEnv, provider, 2, sessions_per_server=2) as pool:
+        await pool.reset()
+        await provider.kill(pool.server_of(0))
+        provider.fail_starts = 1
+        with pytest.raises(BatchError) as caught:
+            await pool.step([EchoAction(message="x")] * 2)
+        assert pool.stats.servers_replaced == 0
+        # The heal failed with the provider's error as its cause; the next call heals again.
+        with pytest.raises(BatchError) as again:
+            await pool.step([EchoAction(message="x")] * 2)
+        assert all(isinstance(e, ConnectionLostError) for e in caught.value.errors.values())
+        assert all(isinstance(e, ConnectionLostError) for e in again.value.errors.values())
+        assert pool.stats.servers_replaced == 1
+        results = await pool.reset()
+        assert [r.observation.echoed_message for r in results] == ["Echo environment ready!"] * 2
+
+
+async def test_reset_seeds_follow_gymnasium_vector_semantics() -> None:
+    provider = LocalProcessProvider("tests.slow_echo:app")  # its reset reports the seed
+    async with EnvPool(AsyncEchoEnv, provider, 3, sessions_per_server=3) as pool:
+
+        async def seeds(**kwargs: Any) -> list[Any]:
+            return [r.observation.metadata["seed"] for r in await pool.reset(**kwargs)]
+
+        assert await seeds(seed=10) == [10, 11, 12]
+        assert await seeds(seed=[7, None, 9]) == [7, None, 9]
+        assert await seeds() == [None, None, None]
+        with pytest.raises(ValueError, match="one per env"):
+            await pool.reset(seed=[1, 2])

@@ -5,7 +5,7 @@ Frames come from families of hostile input: random bytes, truncated and bit-flip
 frames, valid msgpack of the wrong shape, deep nesting, huge strings, unknown tags, wrong ids,
 text frames with garbage or JSON, oversized frames, and floods of pings.
 
-    .venv/bin/python -m openenv.bench.fuzz [--cases 100000] [--seed 0] [--json FILE]
+    .venv/bin/python benchmarks/fuzz.py [--cases 100000] [--seed 0] [--json FILE]
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from openenv.types import State
 
 __all__ = ["FRAME_FAMILIES", "FuzzReport", "check_reply", "fuzz"]
 
-_REPLIES: Codec[Any] = Codec(reply_type(EchoObservation, State))
-_REQUESTS: Codec[Any] = Codec(request_type(EchoAction))
+_REPLIES = Codec(reply_type(EchoObservation, State))
+_REQUESTS = Codec(request_type(EchoAction))
 _STALL_S = 5.0
 _CODES = {code.value for code in ErrorCode}
 

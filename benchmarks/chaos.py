@@ -6,7 +6,7 @@ to the wrong request would show up as a mismatch. ``--kill-fraction`` of the poo
 sessions they serve.
 Reports episodes completed, failed (with causes), mismatches, replacements and leftovers.
 
-    .venv/bin/python -m openenv.bench.chaos [--provider process|docker] [--sessions 32]
+    .venv/bin/python benchmarks/chaos.py [--provider process|docker] [--sessions 32]
         [--episodes 1000] [--steps 20] [--kill-fraction 0.1] [--json FILE]
 """
 
@@ -18,7 +18,6 @@ import itertools
 import json
 import os
 import random
-import signal
 import subprocess
 import time
 from collections import Counter
@@ -41,13 +40,6 @@ def make_provider(kind: str, pool: str) -> Provider:
 
         return LocalDockerProvider("echo-env:latest", pool=pool)
     return LocalProcessProvider("envs.echo_env")
-
-
-async def kill(provider: Provider, server: Any) -> None:
-    if isinstance(provider, LocalProcessProvider):
-        os.kill(int(server.id), signal.SIGKILL)
-    else:
-        await provider.kill(server)  # type: ignore[attr-defined]
 
 
 async def run_chaos(
@@ -90,7 +82,7 @@ async def run_chaos(
         alive = [s for s in provider.running() if s.id not in killed]
         victim = rng.choice(alive)
         killed.append(victim.id)
-        await kill(provider, victim)
+        await provider.kill(victim)
 
     began = time.perf_counter()
     async with EnvPool(AsyncEchoEnv, provider, sessions, timeout=10) as pool:
