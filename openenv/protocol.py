@@ -57,6 +57,7 @@ class CloseCode(IntEnum):
     POLICY_VIOLATION = 1008  # refused at the handshake (bad token): HTTP 403 before accept
     TOO_BIG = 1009  # a frame over the server's size limit
     INTERNAL_ERROR = 1011  # the env exceeded the step time limit (its state is unknown)
+    SERVICE_RESTART = 1012  # the server is shutting down (uvicorn sends it on exit)
     TRY_AGAIN_LATER = 1013  # the server is full (after a ``capacity`` error)
 
 

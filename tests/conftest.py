@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 
 from envs.echo_env.server.echo_environment import EchoEnvironment
+from openenv import procfs
 from openenv.server import ServerConfig, create_app
 from openenv.server.serve import uvicorn_config
 
@@ -81,13 +82,14 @@ def openenv_children() -> list[str]:
     """Command lines of this process's live children that are env servers."""
     found = []
     for status in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = status.read_text().rsplit(")", 1)[1].split()
-            cmdline = (status.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, IndexError):
+        pid = int(status.parent.name)
+        if procfs.parent_pid(pid) != os.getpid() or not procfs.is_running(pid):
             continue
-        # fields[0] is the state, fields[1] the parent pid; zombies are already gone.
-        if int(fields[1]) == os.getpid() and fields[0] != "Z" and "openenv serve" in cmdline:
+        try:
+            cmdline = (status.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "openenv serve" in cmdline:
             found.append(cmdline.strip())
     return found
 

@@ -29,6 +29,7 @@ from envs.coding_env.server.coding_environment import (
     stop_fork_server,
 )
 from envs.coding_env.server.worker import default_authorized_imports
+from openenv import procfs
 from openenv.providers import LocalProcessProvider
 from openenv.providers.base import ServerHandle
 from tests.envs.coding_corpus import CORPUS
@@ -41,7 +42,7 @@ SERVER_SETTINGS = {
     "OPENENV_CODING_TIMEOUT": str(SERVER_TIMEOUT_S),
     "OPENENV_CODING_MEMORY_LIMIT_MB": "512",
 }
-MARGIN_S = 2.0  # kill, reap and a loaded 2-core machine
+MARGIN_S = 8.0  # kill, reap and respawn on a loaded 2-core machine (10x slower than quiet)
 C_LOOP = "sum(range(10**15))"  # hours of C code holding the GIL: only a kill stops it
 
 
@@ -52,11 +53,9 @@ def _process_table() -> dict[int, tuple[int, str, str]]:
     """pid -> (parent pid, state, start time) of every process."""
     table = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        table[int(stat.parent.name)] = (int(fields[1]), fields[0], fields[19])
+        fields = procfs.stat_fields(int(stat.parent.name))
+        if fields is not None:
+            table[int(stat.parent.name)] = (int(fields[1]), fields[0], fields[19])
     return table
 
 
@@ -85,7 +84,7 @@ def one_process(pid: int) -> set[tuple[int, str]]:
     return {(pid, _process_table()[pid][2])}
 
 
-async def gone(processes: set[tuple[int, str]], within: float = 5.0) -> bool:
+async def gone(processes: set[tuple[int, str]], within: float = 20.0) -> bool:
     deadline = time.monotonic() + within
     while still_running(processes):
         if time.monotonic() > deadline:
@@ -428,11 +427,12 @@ async def test_infinite_loop_returns_in_time_and_the_session_recovers(
     session: AsyncCodingEnv,
 ) -> None:
     started = time.monotonic()
-    looped = await run(session, "while True:\n    pass")
+    # A for loop: smolagents caps while loops at 10**6 iterations, which could end a while
+    # loop before our limit does; nothing but our limit ends this one.
+    looped = await run(session, "for i in range(10**12):\n    pass")
     assert time.monotonic() - started < SERVER_TIMEOUT_S + MARGIN_S
     assert looped.exit_code == 1
-    # Our time limit, or smolagents' own cap of 10**6 while-iterations if that came first.
-    assert "TimeoutError" in looped.stderr or "iterations in While loop" in looped.stderr
+    assert f"TimeoutError: the step exceeded the {SERVER_TIMEOUT_S:g} s time limit" in looped.stderr
     assert (await run(session, "print('alive')")).stdout == "alive\n"
 
 
@@ -445,10 +445,10 @@ async def test_a_stuck_session_does_not_slow_another(
         started = time.monotonic()
         stuck = asyncio.create_task(run(session, C_LOOP))
         await asyncio.sleep(0.2)
-        for i in range(20):
-            step_started = time.monotonic()
+        for i in range(5):
             assert (await run(other, f"print({i})")).stdout == f"{i}\n"
-            assert time.monotonic() - step_started < 1.0  # not held up by the stuck session
+        # Had the stuck session held the other up, it would have ended (killed at the time
+        # limit) before these steps did.
         assert not stuck.done()
         observation = await stuck
         assert time.monotonic() - started < SERVER_TIMEOUT_S + MARGIN_S
@@ -461,7 +461,9 @@ async def test_a_stuck_session_does_not_slow_another(
     "code",
     [
         "[0] * 10**10",  # one huge allocation
-        'chunks = []\nwhile True:\n    chunks.append("x" * (64 * 2**20))',  # growth
+        # growth, in chunks large enough to pass the 512 MB limit within a few allocations
+        # even on a loaded machine (the 2 s time limit must not come first)
+        'chunks = []\nwhile True:\n    chunks.append("x" * (200 * 2**20))',
     ],
     ids=["huge", "growing"],
 )
@@ -544,7 +546,7 @@ async def test_killing_the_server_kills_a_worker_stuck_in_c() -> None:
         stuck = asyncio.create_task(run(env, C_LOOP))
         await asyncio.sleep(0.3)
         await provider.kill(server)  # SIGKILL: no clean-up code runs in the server
-        assert await gone(tree, within=5.0), "a worker outlived its server"
+        assert await gone(tree), "a worker outlived its server"
         with pytest.raises(Exception, match=r"closed|dropped|lost"):
             await stuck
         await env.close()
