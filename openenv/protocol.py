@@ -25,6 +25,7 @@ from openenv.types import Observation, State
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "SUBPROTOCOL",
     "Close",
     "CloseCode",
     "Codec",
@@ -44,6 +45,10 @@ __all__ = [
 
 #: 2: ``result`` carries reward and done inside the observation only.
 PROTOCOL_VERSION = 2
+#: The WebSocket subprotocol our SDK asks for at the handshake (it names the dialect: greeting,
+#: ids, msgpack/JSON; ``Hello.protocol`` carries the message version). A client that asks for
+#: none gets upstream OpenEnv's JSON dialect on the same route instead (``openenv.upstream``).
+SUBPROTOCOL = "openenv.v1"
 
 ActT = TypeVar("ActT")
 ObsT = TypeVar("ObsT", bound=Observation)
@@ -54,9 +59,11 @@ class CloseCode(IntEnum):
     """The WebSocket close codes a server ends a session with."""
 
     NORMAL = 1000  # the client sent close; the server said goodbye
+    UNSUPPORTED_DATA = 1003  # upstream dialect: a binary frame (after a SESSION_ERROR)
     POLICY_VIOLATION = 1008  # refused at the handshake (bad token): HTTP 403 before accept
     TOO_BIG = 1009  # a frame over the server's size limit
-    INTERNAL_ERROR = 1011  # the env exceeded the step time limit (its state is unknown)
+    INTERNAL_ERROR = 1011  # the env exceeded the step time limit (its state is unknown), or
+    # (upstream dialect) the env could not be created
     SERVICE_RESTART = 1012  # the server is shutting down (uvicorn sends it on exit)
     TRY_AGAIN_LATER = 1013  # the server is full (after a ``capacity`` error)
 

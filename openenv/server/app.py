@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from openenv.protocol import (
     PROTOCOL_VERSION,
+    SUBPROTOCOL,
     CloseCode,
     Codec,
     Error,
@@ -24,7 +25,10 @@ from openenv.protocol import (
 )
 from openenv.server.config import ServerConfig
 from openenv.server.environment import Environment
+from openenv.server.http_routes import http_routes
 from openenv.server.session import Session
+from openenv.server.upstream import UpstreamCodec, UpstreamSession
+from openenv.upstream import UpstreamCode
 
 __all__ = ["create_app"]
 
@@ -42,6 +46,7 @@ class _EnvServer:
         self.env_kwargs = env_kwargs
         self.config = config
         self.codec = Codec(request_type(env_cls.action_type))
+        self.upstream_codec = UpstreamCodec(env_cls.action_type)
         self.schemas = {
             "action_schema": msgspec.json.schema(env_cls.action_type),
             "observation_schema": msgspec.json.schema(env_cls.observation_type),
@@ -67,7 +72,12 @@ class _EnvServer:
             # Closing before accept refuses the handshake (HTTP 403): no env is ever created.
             await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
             return
-        await send({"type": "websocket.accept"})
+        # The dialect is chosen here: our SDK asks for our subprotocol, anything else (upstream
+        # OpenEnv's clients, plain websocket tools) gets upstream's JSON dialect.
+        if SUBPROTOCOL not in scope.get("subprotocols", ()):
+            await self._serve_upstream(receive, send)
+            return
+        await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
         if self.active_sessions >= self.config.max_sessions:
             await self._refuse_capacity(send)
             return
@@ -94,8 +104,39 @@ class _EnvServer:
             {"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER, "reason": "capacity"}
         )
 
+    async def _serve_upstream(self, receive: Receive, send: Send) -> None:
+        """One session in upstream OpenEnv's dialect (see ``openenv.server.upstream``)."""
+        await send({"type": "websocket.accept"})
+        codec = self.upstream_codec
+        if self.active_sessions >= self.config.max_sessions:
+            limit = self.config.max_sessions
+            message = f"server is at capacity ({limit} sessions); retry later or elsewhere"
+            error = codec.error(
+                UpstreamCode.CAPACITY_REACHED,
+                message,
+                active_sessions=self.active_sessions,
+                max_sessions=limit,
+            )
+            await send({"type": "websocket.send", "text": error})
+            await send({"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER})
+            return
+        self.active_sessions += 1
+        self.sessions_served += 1
+        try:
+            try:
+                env = self.env_cls(**self.env_kwargs)
+            except Exception as exc:
+                error = codec.error(UpstreamCode.FACTORY_ERROR, f"{type(exc).__name__}: {exc}")
+                await send({"type": "websocket.send", "text": error})
+                await send({"type": "websocket.close", "code": CloseCode.INTERNAL_ERROR})
+                return
+            await UpstreamSession(receive, send, env, codec, self.config).run()
+        finally:
+            self.active_sessions -= 1
+
     async def health(self, request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "active_sessions": self.active_sessions})
+        # "healthy" is upstream's word; its clients and readiness probes look for it.
+        return JSONResponse({"status": "healthy", "active_sessions": self.active_sessions})
 
     async def info(self, request: Request) -> JSONResponse:
         return JSONResponse(
@@ -119,7 +160,9 @@ def create_app(
 ) -> Starlette:
     """Build the app serving ``env_cls``: one new instance per WebSocket session.
 
-    Routes: ``/ws`` (the sessions), ``/health`` and ``/info`` (name, protocol, limits, schemas).
+    Routes: ``/ws`` (the sessions, in our dialect or upstream OpenEnv's), ``/health`` and
+    ``/info`` (name, protocol, limits, schemas), and upstream's stateless HTTP routes
+    ``/reset``, ``/step``, ``/state``, ``/schema``, ``/metadata`` (``openenv.server.http_routes``).
 
     Args:
         env_cls: the Environment subclass to serve.
@@ -132,6 +175,9 @@ def create_app(
             WebSocketRoute("/ws", server),
             Route("/health", server.health),
             Route("/info", server.info),
+            *http_routes(
+                env_cls, server.env_kwargs, server.config, server.authorized, server.schemas
+            ),
         ]
     )
     app.state.openenv = server
@@ -147,7 +193,22 @@ class _EnvApp(Starlette):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and scope["path"] == "/ws":
+        if scope["type"] != "websocket":
+            await super().__call__(scope, receive, send)
+        elif scope["path"] == "/ws":
             await self.state.openenv(scope, receive, send)
         else:
-            await super().__call__(scope, receive, send)
+            await _not_found(scope, receive, send)
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    """Refuse a WebSocket on an unknown path with 404 (Starlette's 403 reads as an auth
+    failure). Servers without ASGI's denial-response extension can only say 403."""
+    await receive()  # websocket.connect
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
+        return
+    body = f"no WebSocket route at {scope['path']}: env sessions are at /ws".encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8")]
+    await send({"type": "websocket.http.response.start", "status": 404, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})

@@ -1,0 +1,193 @@
+"""The upstream OpenEnv dialect on our ``/ws``: for a client that asks for no subprotocol.
+
+Same Environment classes as our own dialect; the differences are upstream's (openenv-core 0.3.0
+``HTTPEnvServer.websocket_endpoint``), kept on purpose so its clients work unchanged:
+
+- JSON text frames only, in lockstep; no greeting, no ids. A binary frame is a
+  ``SESSION_ERROR`` and ends the session (1003).
+- ``step`` and ``state`` before ``reset`` go to the env as they are (upstream does not refuse
+  them); whatever the env raises then is an ``EXECUTION_ERROR``.
+- ``reset`` keywords the env's ``reset`` does not name are dropped, as upstream drops them.
+- ``close`` gets no reply: the server closes the connection (1000).
+- Errors are ``{"type":"error","data":{"message","code"[,"errors"]}}`` with upstream's codes;
+  the session stays open, except after a timeout (1011: the env's state is unknown).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.types import Receive, Send
+
+from openenv.protocol import CloseCode
+from openenv.server.config import ServerConfig
+from openenv.server.env_call import EnvCaller, EnvCallError, accepted_kwargs
+from openenv.server.environment import Environment
+from openenv.upstream import (
+    UpClose,
+    UpReset,
+    UpState,
+    UpStep,
+    UpstreamCode,
+    observation_data,
+    request_type,
+    state_data,
+    validation_errors,
+)
+
+__all__ = ["InvalidArguments", "UpstreamCodec", "UpstreamSession", "reset_arguments"]
+
+_KNOWN_TYPES = frozenset({"reset", "step", "state", "close"})
+
+
+class _TypeOnly(msgspec.Struct):
+    type: Any = None
+
+
+class UpstreamCodec:
+    """Decodes upstream requests for one env type and encodes its replies; built once per app."""
+
+    def __init__(self, action_type: type[Any]) -> None:
+        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(request_type(action_type))
+        self._type_only = msgspec.json.Decoder(_TypeOnly)
+        self._encoder = msgspec.json.Encoder()
+
+    def decode(self, frame: str) -> Any:
+        """One request (raises msgspec's ``ValueError``s; :meth:`frame_error` answers them)."""
+        return self._decoder.decode(frame)
+
+    def frame_error(self, frame: str, exc: Exception) -> str:
+        """The error reply to an undecodable frame, with upstream's code for what went wrong."""
+        if not isinstance(exc, msgspec.ValidationError):
+            return self.error(UpstreamCode.INVALID_JSON, f"Invalid JSON: {exc}")
+        try:
+            kind = self._type_only.decode(frame).type
+        except (ValueError, RecursionError):
+            kind = None
+        if isinstance(kind, str) and kind not in _KNOWN_TYPES:
+            return self.error(UpstreamCode.UNKNOWN_TYPE, f"Unknown message type: {kind}")
+        errors = validation_errors(exc)
+        return self.error(UpstreamCode.VALIDATION_ERROR, "Invalid message", errors=errors)
+
+    def observation(self, observation: Any) -> str:
+        data = observation_data(observation)
+        return self._encoder.encode({"type": "observation", "data": data}).decode()
+
+    def state(self, state: Any) -> str:
+        return self._encoder.encode({"type": "state", "data": state_data(state)}).decode()
+
+    def error(self, code: UpstreamCode, message: str, **extra: Any) -> str:
+        data = {"message": message, "code": code.value, **extra}
+        return self._encoder.encode({"type": "error", "data": data}).decode()
+
+
+class InvalidArguments(Exception):
+    """A request whose arguments do not fit; answered ``VALIDATION_ERROR``."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("Invalid message")
+        self.errors = errors
+
+
+def reset_arguments(
+    env: Environment[Any, Any, Any], data: dict[str, Any], prefix: tuple[str, ...]
+) -> dict[str, Any]:
+    """The keywords for ``env.reset`` from upstream's reset ``data``: ``seed`` must be a
+    non-negative int and ``episode_id`` a string (or absent); keywords ``reset`` does not name
+    are dropped.
+
+    Raises:
+        InvalidArguments: with pydantic-style errors naming the field (under ``prefix``).
+    """
+    seed = data.get("seed")
+    if seed is not None and (type(seed) is not int or seed < 0):
+        msg = "Input should be a non-negative integer"
+        raise InvalidArguments([{"type": "value_error", "loc": [*prefix, "seed"], "msg": msg}])
+    episode_id = data.get("episode_id")
+    if episode_id is not None and not isinstance(episode_id, str):
+        msg = "Input should be a valid string"
+        raise InvalidArguments(
+            [{"type": "string_type", "loc": [*prefix, "episode_id"], "msg": msg}]
+        )
+    return accepted_kwargs(env.reset, data)
+
+
+class UpstreamSession:
+    """Serves one connection in upstream's dialect until the client closes it."""
+
+    def __init__(
+        self,
+        receive: Receive,
+        send: Send,
+        env: Environment[Any, Any, Any],
+        codec: UpstreamCodec,
+        config: ServerConfig,
+    ) -> None:
+        self._receive = receive
+        self._send = send
+        self._caller = EnvCaller(env, config.step_timeout)
+        self._codec = codec
+        self._max_frame = config.max_frame_bytes
+
+    async def run(self) -> None:
+        """Serve until the client closes, then release the env."""
+        try:
+            await self._serve()
+        except OSError:
+            pass  # the client went away; nothing to answer
+        finally:
+            await self._caller.release()
+
+    async def _serve(self) -> None:
+        receive, send = self._receive, self._send
+        while True:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                return
+            frame = message.get("text")
+            if frame is None:
+                reason = "binary frames are not part of this protocol: send JSON text"
+                await self._reply(self._codec.error(UpstreamCode.SESSION_ERROR, reason))
+                await self._close(CloseCode.UNSUPPORTED_DATA, "binary frame")
+                return
+            if len(frame) > self._max_frame:
+                await self._close(CloseCode.TOO_BIG, "frame exceeds the server's size limit")
+                return
+            reply, close_code = await self._handle(frame)
+            if reply is not None:
+                await send({"type": "websocket.send", "text": reply})
+            if close_code is not None:
+                await self._close(close_code)
+                return
+
+    async def _handle(self, frame: str) -> tuple[str | None, int | None]:
+        codec, caller = self._codec, self._caller
+        env = caller.env
+        try:
+            request = codec.decode(frame)
+        except (ValueError, RecursionError) as exc:
+            return codec.frame_error(frame, exc), None
+        try:
+            kind = request.__class__
+            if kind is UpStep:
+                return codec.observation(await caller.call(env.step, request.data)), None
+            if kind is UpReset:
+                arguments = reset_arguments(env, request.data, ("data",))
+                return codec.observation(await caller.call(env.reset, **arguments)), None
+            if kind is UpState:
+                return codec.state(await caller.state()), None
+            assert kind is UpClose
+            return None, CloseCode.NORMAL
+        except InvalidArguments as exc:
+            reply = codec.error(UpstreamCode.VALIDATION_ERROR, "Invalid message", errors=exc.errors)
+            return reply, None
+        except EnvCallError as exc:
+            reply = codec.error(UpstreamCode.EXECUTION_ERROR, exc.message)
+            return reply, CloseCode.INTERNAL_ERROR if exc.timed_out else None
+
+    async def _reply(self, text: str) -> None:
+        await self._send({"type": "websocket.send", "text": text})
+
+    async def _close(self, code: int, reason: str = "") -> None:
+        await self._send({"type": "websocket.close", "code": code, "reason": reason})
