@@ -27,7 +27,17 @@ from websockets.exceptions import ConnectionClosed
 from envs.echo_env import AsyncEchoEnv, EchoAction
 from envs.echo_env.models import EchoObservation
 from openenv.endpoint import Endpoint
-from openenv.protocol import Codec, Error, ErrorCode, Hello, Reset, Step, reply_type, request_type
+from openenv.protocol import (
+    SUBPROTOCOL,
+    Codec,
+    Error,
+    ErrorCode,
+    Hello,
+    Reset,
+    Step,
+    reply_type,
+    request_type,
+)
 from openenv.types import State
 
 __all__ = ["FRAME_FAMILIES", "FuzzReport", "check_reply", "fuzz"]
@@ -189,6 +199,7 @@ async def _open(endpoint: Endpoint) -> ClientConnection:
         "compression": None,
         "proxy": None,
         "max_size": None,
+        "subprotocols": [SUBPROTOCOL],
     }
     if endpoint.unix_socket:
         ws = await unix_connect(endpoint.unix_socket, endpoint.url, **options)

@@ -123,6 +123,16 @@ class UpErrorData(msgspec.Struct):
 
     message: str = ""
     code: str = ""
+    errors: list[dict[str, Any]] = []
+
+    def describe(self) -> str:
+        """The message, then each error's field path and text, then the code."""
+        parts = [self.message]
+        for error in self.errors:
+            loc = ".".join(str(part) for part in error.get("loc", ()))
+            parts.append(f"{loc}: {error.get('msg', '')}" if loc else str(error.get("msg", "")))
+        text = "; ".join(part for part in parts if part)
+        return f"{text} ({self.code})" if self.code else text
 
 
 class UpError(_Reply, tag="error"):

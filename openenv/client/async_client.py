@@ -7,11 +7,13 @@ import itertools
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
+from urllib.parse import urlsplit
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from openenv.client.connection import Connection
 from openenv.client.deadline import Deadline
+from openenv.client.upstream import UPSTREAM_HELLO, UpstreamClientCodec
 from openenv.endpoint import Endpoint
 from openenv.exceptions import (
     AuthenticationError,
@@ -24,6 +26,7 @@ from openenv.exceptions import (
 )
 from openenv.protocol import (
     PROTOCOL_VERSION,
+    SUBPROTOCOL,
     Close,
     Codec,
     Error,
@@ -46,6 +49,7 @@ StateT = TypeVar("StateT", bound=State)
 ClientT = TypeVar("ClientT", bound="AsyncEnvClient[Any, Any, Any]")
 
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+_PROTOCOLS = ("auto", "openenv", "upstream")
 
 
 class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
@@ -66,6 +70,10 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         max_frame_bytes: largest reply accepted.
         on_close: awaited after the session closes; providers use it to stop the server they
             started for this client.
+        protocol: ``"auto"`` (ours when the server accepts our subprotocol, else upstream
+            OpenEnv's dialect), ``"openenv"`` (ours, or :class:`ConnectError`) or
+            ``"upstream"`` (upstream's, also against our servers). What upstream's dialect
+            loses is listed in ``openenv.client.upstream``.
     """
 
     action_type: ClassVar[type[Action]] = Action
@@ -85,7 +93,11 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         timeout: float | None = 60.0,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         on_close: Callable[[], Awaitable[None]] | None = None,
+        protocol: str = "auto",
     ) -> None:
+        if protocol not in _PROTOCOLS:
+            raise ValueError(f"protocol must be one of {_PROTOCOLS}, not {protocol!r}")
+        self.protocol = protocol
         if isinstance(endpoint, str):
             endpoint = Endpoint.parse(endpoint)
         self.endpoint = endpoint if token is None else endpoint.with_token(token)
@@ -200,6 +212,8 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
                     break
                 _check_stale(reply, request.id)
         except asyncio.CancelledError:
+            if getattr(self._codec, "lockstep", False):
+                self._abandon()  # no ids: a late reply would pass for the next one's
             if deadline.expired():
                 raise _timeout_error(request, self.timeout, self.endpoint) from None
             raise
@@ -215,6 +229,12 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         if reply.__class__ is Error:
             raise remote_error(reply.code, reply.message, reply.id)
         return reply
+
+    def _abandon(self) -> None:
+        """Drop the connection: the session can no longer be trusted (a pool replaces it)."""
+        self._lost = True
+        if self._ws is not None:
+            self._ws.abort()
 
     def _decode(self, frame: bytes | str) -> Any:
         try:
@@ -240,9 +260,16 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
                 headers=headers,
                 max_size=self.max_frame_bytes,
                 open_timeout=self.connect_timeout,
+                subprotocols=None if self.protocol == "upstream" else [SUBPROTOCOL],
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
+            if status == 404:
+                path = urlsplit(endpoint.url).path
+                raise ConnectError(
+                    f"{endpoint} has no WebSocket route at {path} (HTTP 404): "
+                    "is this an env server, and is the path right?"
+                ) from exc
             if status in (401, 403):
                 raise AuthenticationError(
                     f"{endpoint} refused the session (HTTP {status}): missing or wrong token",
@@ -256,11 +283,26 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
                 f"cannot connect to {endpoint}: {exc or type(exc).__name__}"
             ) from exc
         self._deadline.bind(asyncio.get_running_loop())
+        if ws.subprotocol != SUBPROTOCOL:
+            return self._speak_upstream(ws)
         try:
             self._hello = await self._greeting(ws)
         except BaseException:
             ws.abort()
             raise
+        return ws
+
+    def _speak_upstream(self, ws: Connection) -> Connection:
+        """Switch this session to upstream OpenEnv's dialect: JSON text, no greeting, no ids."""
+        if self.protocol == "openenv":
+            ws.abort()
+            raise ConnectError(
+                f"{self.endpoint} does not speak openenv's protocol (subprotocol "
+                f"{SUBPROTOCOL} refused); pass protocol='auto' or 'upstream' for upstream OpenEnv"
+            )
+        ws.use_text_frames()
+        self._codec = UpstreamClientCodec(self.observation_type, self.state_type)  # type: ignore[assignment]
+        self._hello = UPSTREAM_HELLO
         return ws
 
     async def _greeting(self, ws: Connection) -> Hello:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from typing import cast
+from typing import Any, cast
 
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
@@ -53,6 +53,7 @@ class Connection(asyncio.Protocol):
         self._fragments: list[bytes] = []
         self._fragmented_text = False
         self._reading_paused = False
+        self._send_frame = protocol.send_binary
 
     @classmethod
     async def open(
@@ -62,6 +63,7 @@ class Connection(asyncio.Protocol):
         headers: dict[str, str],
         max_size: int | None,
         open_timeout: float,
+        subprotocols: list[str] | None = None,
     ) -> Connection:
         """Connect to ``endpoint`` and complete the opening handshake within ``open_timeout``.
 
@@ -72,7 +74,11 @@ class Connection(asyncio.Protocol):
                 handshake (``InvalidStatus`` carries its HTTP response).
         """
         uri = parse_uri(endpoint.url)
-        protocol = ClientProtocol(uri, max_size=max_size)
+        protocol = ClientProtocol(
+            uri,
+            subprotocols=cast(Any, subprotocols),  # websockets' Subprotocol is a NewType of str
+            max_size=max_size,
+        )
         request = protocol.connect()
         request.headers.update(headers)
         loop = asyncio.get_running_loop()
@@ -103,16 +109,25 @@ class Connection(asyncio.Protocol):
         return connection
 
     @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol the server chose at the handshake, if any."""
+        return self.protocol.subprotocol
+
+    def use_text_frames(self) -> None:
+        """Send every later message as a text frame (its bytes must be UTF-8)."""
+        self._send_frame = self.protocol.send_text
+
+    @property
     def is_open(self) -> bool:
         """Whether messages can still be sent and received."""
         return self.protocol.state is State.OPEN
 
     def send(self, message: bytes) -> None:
-        """Queue ``message`` as one binary frame (written as the transport can)."""
-        protocol = self.protocol
-        if protocol.state is not State.OPEN:
+        """Queue ``message`` as one binary frame, or a text frame after
+        :meth:`use_text_frames` (written as the transport can)."""
+        if self.protocol.state is not State.OPEN:
             raise self._closed_error()
-        protocol.send_binary(message)
+        self._send_frame(message)
         self._flush()
 
     async def recv(self) -> bytes | str:

@@ -143,12 +143,16 @@ async def test_server_gone_mid_session_is_connection_lost() -> None:
 async def test_version_mismatch_is_reported() -> None:
     codec = Codec(request_type(EchoAction))
     from websockets.asyncio.server import serve
+    from websockets.typing import Subprotocol
+
+    from openenv.protocol import SUBPROTOCOL
 
     async def old_server(ws: Any) -> None:
         await ws.send(codec.encode(Hello(protocol=0, env="old", session_id="x")))
         await ws.wait_closed()
 
-    async with serve(old_server, "127.0.0.1", 0) as server:
+    subprotocols = [Subprotocol(SUBPROTOCOL)]
+    async with serve(old_server, "127.0.0.1", 0, subprotocols=subprotocols) as server:
         port = server.sockets[0].getsockname()[1]
         with pytest.raises(VersionMismatchError, match="protocol 0") as caught:
             await AsyncEchoEnv(f"ws://127.0.0.1:{port}").connect()

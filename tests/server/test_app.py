@@ -14,6 +14,7 @@ from envs.echo_env.models import EchoAction, EchoObservation
 from envs.echo_env.server.echo_environment import EchoEnvironment
 from openenv.protocol import (
     PROTOCOL_VERSION,
+    SUBPROTOCOL,
     Close,
     Codec,
     Error,
@@ -30,6 +31,7 @@ from openenv.server import Environment, ServerConfig, create_app
 from openenv.types import State
 
 codec = Codec(reply_type(EchoObservation, State))
+OURS = [SUBPROTOCOL]  # without it, a client gets upstream's dialect (tests/server/test_upstream*)
 encode = msgspec.msgpack.encode
 
 
@@ -62,7 +64,7 @@ def open_session(ws: Any) -> Hello:
 
 
 def test_hello_then_reset_step_state_close() -> None:
-    with client_for() as client, client.websocket_connect("/ws") as ws:
+    with client_for() as client, client.websocket_connect("/ws", subprotocols=OURS) as ws:
         hello = open_session(ws)
         assert hello.protocol == PROTOCOL_VERSION
         assert hello.env == "echo_env"
@@ -83,7 +85,7 @@ def test_hello_then_reset_step_state_close() -> None:
 
 
 def test_text_frames_get_json_replies() -> None:
-    with client_for() as client, client.websocket_connect("/ws") as ws:
+    with client_for() as client, client.websocket_connect("/ws", subprotocols=OURS) as ws:
         open_session(ws)
         ws.send_text('{"type": "reset", "id": 1}')
         reply = msgspec.json.decode(ws.receive_text())
@@ -104,7 +106,7 @@ def test_text_frames_get_json_replies() -> None:
 def test_bad_frames_get_precise_errors_and_the_session_survives(
     frame: bytes | str, code: str, request_id: int | None
 ) -> None:
-    with client_for() as client, client.websocket_connect("/ws") as ws:
+    with client_for() as client, client.websocket_connect("/ws", subprotocols=OURS) as ws:
         open_session(ws)
         call(ws, Reset(id=1))
         if isinstance(frame, str):
@@ -121,7 +123,7 @@ def test_bad_frames_get_precise_errors_and_the_session_survives(
 
 
 def test_step_and_state_before_reset_are_refused() -> None:
-    with client_for() as client, client.websocket_connect("/ws") as ws:
+    with client_for() as client, client.websocket_connect("/ws", subprotocols=OURS) as ws:
         open_session(ws)
         for request in (Step(id=1, action=EchoAction(message="x")), GetState(id=2)):
             reply = call(ws, request)
@@ -132,7 +134,10 @@ def test_step_and_state_before_reset_are_refused() -> None:
 
 
 def test_env_exception_is_env_error_and_the_session_survives() -> None:
-    with client_for(FlakyEchoEnvironment) as client, client.websocket_connect("/ws") as ws:
+    with (
+        client_for(FlakyEchoEnvironment) as client,
+        client.websocket_connect("/ws", subprotocols=OURS) as ws,
+    ):
         open_session(ws)
         call(ws, Reset(id=1))
         reply = call(ws, Step(id=2, action=EchoAction(message="boom")))
@@ -146,7 +151,7 @@ def test_env_exception_is_env_error_and_the_session_survives() -> None:
 
 def test_step_over_the_time_limit_gets_timeout_and_closes_the_session() -> None:
     with client_for(FlakyEchoEnvironment, step_timeout=0.2) as client:
-        with client.websocket_connect("/ws") as ws:
+        with client.websocket_connect("/ws", subprotocols=OURS) as ws:
             open_session(ws)
             call(ws, Reset(id=1))
             reply = call(ws, Step(id=2, action=EchoAction(message="sleep")))
@@ -155,29 +160,29 @@ def test_step_over_the_time_limit_gets_timeout_and_closes_the_session() -> None:
             with pytest.raises(WebSocketDisconnect) as closed:
                 ws.receive_bytes()
             assert closed.value.code == 1011
-        with client.websocket_connect("/ws") as ws:
+        with client.websocket_connect("/ws", subprotocols=OURS) as ws:
             open_session(ws)
             assert isinstance(call(ws, Reset(id=1)), Result)
 
 
 def test_oversized_frame_closes_with_1009_and_the_server_keeps_serving() -> None:
     with client_for(max_frame_bytes=1000) as client:
-        with client.websocket_connect("/ws") as ws:
+        with client.websocket_connect("/ws", subprotocols=OURS) as ws:
             open_session(ws)
             ws.send_bytes(codec.encode(Step(id=1, action=EchoAction(message="x" * 2000))))
             with pytest.raises(WebSocketDisconnect) as closed:
                 ws.receive_bytes()
             assert closed.value.code == 1009
-        with client.websocket_connect("/ws") as ws:
+        with client.websocket_connect("/ws", subprotocols=OURS) as ws:
             open_session(ws)
             assert isinstance(call(ws, Reset(id=1)), Result)
 
 
 def test_full_server_refuses_with_capacity_then_accepts_when_a_session_ends() -> None:
     with client_for(max_sessions=1) as client:
-        with client.websocket_connect("/ws") as first:
+        with client.websocket_connect("/ws", subprotocols=OURS) as first:
             open_session(first)
-            with client.websocket_connect("/ws") as second:
+            with client.websocket_connect("/ws", subprotocols=OURS) as second:
                 refusal = codec.decode(second.receive_bytes())
                 assert isinstance(refusal, Error)
                 assert refusal.code == "capacity"
@@ -185,7 +190,7 @@ def test_full_server_refuses_with_capacity_then_accepts_when_a_session_ends() ->
                 with pytest.raises(WebSocketDisconnect) as closed:
                     second.receive_bytes()
                 assert closed.value.code == 1013
-        with client.websocket_connect("/ws") as third:
+        with client.websocket_connect("/ws", subprotocols=OURS) as third:
             open_session(third)
 
 
@@ -202,19 +207,21 @@ def test_missing_or_wrong_token_is_refused_before_any_env_exists(header: str | N
     with client_for(CountingEnv, token="s3cret") as client:
         with (
             pytest.raises(WebSocketDisconnect) as refused,
-            client.websocket_connect("/ws", headers=headers),
+            client.websocket_connect("/ws", subprotocols=OURS, headers=headers),
         ):
             pass
         assert refused.value.code == 1008
         assert created == []
-        with client.websocket_connect("/ws", headers={"Authorization": "Bearer s3cret"}) as ws:
+        with client.websocket_connect(
+            "/ws", subprotocols=OURS, headers={"Authorization": "Bearer s3cret"}
+        ) as ws:
             open_session(ws)
         assert len(created) == 1
 
 
 def test_health_and_info() -> None:
     with client_for(max_sessions=7) as client:
-        assert client.get("/health").json()["status"] == "ok"
+        assert client.get("/health").json()["status"] == "healthy"
         info = client.get("/info").json()
         assert info["env"] == "echo_env"
         assert info["protocol"] == PROTOCOL_VERSION
@@ -224,7 +231,10 @@ def test_health_and_info() -> None:
 
 def test_each_session_gets_its_own_env() -> None:
     with client_for() as client:
-        with client.websocket_connect("/ws") as a, client.websocket_connect("/ws") as b:
+        with (
+            client.websocket_connect("/ws", subprotocols=OURS) as a,
+            client.websocket_connect("/ws", subprotocols=OURS) as b,
+        ):
             open_session(a)
             open_session(b)
             call(a, Reset(id=1))
@@ -244,7 +254,7 @@ def test_an_envs_own_timeout_error_is_env_error_not_a_server_timeout(
     step_timeout: float | None,
 ) -> None:
     with client_for(TimeoutRaisingEnvironment, step_timeout=step_timeout) as client:
-        with client.websocket_connect("/ws") as ws:
+        with client.websocket_connect("/ws", subprotocols=OURS) as ws:
             open_session(ws)
             call(ws, Reset(id=1))
             reply = call(ws, Step(id=2, action=EchoAction(message="x")))

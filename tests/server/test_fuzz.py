@@ -18,13 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, unix_connect
+from websockets.typing import Subprotocol
 
 from benchmarks.fuzz import FRAME_FAMILIES, _healthy, check_reply, fuzz
 from envs.echo_env import EchoAction
 from envs.echo_env.models import EchoObservation
 from openenv.client.portal import run_sync
 from openenv.endpoint import Endpoint
-from openenv.protocol import CloseCode, Codec, Hello, Step, reply_type, request_type
+from openenv.protocol import SUBPROTOCOL, CloseCode, Codec, Hello, Step, reply_type, request_type
 from openenv.providers import LocalProcessProvider
 from openenv.types import State
 
@@ -90,6 +91,7 @@ def open_session(endpoint: Endpoint) -> Iterator[ClientConnection]:
         compression=None,
         max_size=None,
         open_timeout=5,
+        subprotocols=[Subprotocol(SUBPROTOCOL)],
     ) as ws:
         assert isinstance(replies.decode(ws.recv(timeout=5)), Hello)
         yield ws

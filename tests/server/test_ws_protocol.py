@@ -9,13 +9,16 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect, unix_connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from envs.echo_env import AsyncEchoEnv, EchoAction
-from openenv.protocol import Codec, Reset, Result, Step, reply_type, request_type
+from openenv.protocol import SUBPROTOCOL, Codec, Reset, Result, Step, reply_type, request_type
 from openenv.providers.process import LocalProcessProvider
 from openenv.server.ws_protocol import MAX_UNREAD, EnvWebSocketProtocol
 from openenv.types import Observation, State
 from tests.conftest import running_server
+
+OURS = [Subprotocol(SUBPROTOCOL)]  # our dialect: the greeting, then msgpack
 
 
 @pytest.fixture
@@ -51,7 +54,7 @@ async def test_a_flood_pauses_reading_and_every_reply_comes_back_in_order(
     requests = Codec(request_type(EchoAction))
     replies = Codec(reply_type(Observation, State))
     async with running_server(echo_app_factory()) as address:
-        async with connect(address, compression=None, proxy=None) as ws:
+        async with connect(address, compression=None, proxy=None, subprotocols=OURS) as ws:
             await ws.recv()  # the greeting
             frames = [requests.encode(Reset(id=0))] + [
                 requests.encode(Step(id=i, action=EchoAction(message="x" * 1000)))
@@ -80,7 +83,11 @@ async def test_an_oversized_frame_is_answered_1009_not_reset() -> None:
         headers = {"Authorization": f"Bearer {endpoint.token}"}
         for size in [300_000, 1 << 20, 2 << 20] * 150:
             ws = await unix_connect(
-                endpoint.unix_socket, endpoint.url, additional_headers=headers, compression=None
+                endpoint.unix_socket,
+                endpoint.url,
+                additional_headers=headers,
+                compression=None,
+                subprotocols=OURS,
             )
             await ws.recv()  # the greeting
             for _ in range(50):  # unread pongs pile up on the client's side

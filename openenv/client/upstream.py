@@ -1,0 +1,135 @@
+"""Our client in upstream OpenEnv's dialect, for servers that do not speak ours.
+
+:class:`UpstreamClientCodec` stands in for the client's :class:`~openenv.protocol.Codec`:
+it turns our requests into upstream's JSON envelopes and upstream's replies back into our reply
+Structs (``Result``, ``StateReply``, ``Error``), so ``AsyncEnvClient`` runs the same code and
+returns the same typed results in either dialect.
+
+What the upstream dialect cannot give:
+
+- **no ids**: a reply is matched to the one request in flight. A call that times out or is
+  cancelled leaves a reply on its way that nothing could tell from the next one, so the client
+  drops that connection (the session is lost; a pool replaces the env).
+- **no pipelining**: one request at a time (our client is lockstep anyway).
+- **no greeting**: no env name, session id or schemas before the first call; ``client.hello``
+  is a placeholder with ``protocol=0``.
+- JSON text frames instead of msgpack, and ``close`` gets no ``goodbye``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from openenv.protocol import (
+    Close,
+    Error,
+    ErrorCode,
+    FrameError,
+    GetState,
+    Hello,
+    Reset,
+    Result,
+    StateReply,
+    Step,
+)
+from openenv.upstream import (
+    UpClose,
+    UpError,
+    UpObservation,
+    UpReset,
+    UpState,
+    UpStateReply,
+    UpStep,
+    UpstreamCode,
+    reply_type,
+)
+
+__all__ = ["UPSTREAM_HELLO", "UpstreamClientCodec"]
+
+#: What ``client.hello`` holds in upstream's dialect, which has no greeting.
+UPSTREAM_HELLO = Hello(protocol=0, env="", session_id="")
+
+_CODES: dict[str, ErrorCode] = {
+    UpstreamCode.INVALID_JSON.value: ErrorCode.INVALID_MESSAGE,
+    UpstreamCode.UNKNOWN_TYPE.value: ErrorCode.INVALID_MESSAGE,
+    UpstreamCode.CAPACITY_REACHED.value: ErrorCode.CAPACITY,
+}
+
+_DECODERS: dict[tuple[type[Any], type[Any]], msgspec.json.Decoder[Any]] = {}
+
+
+class UpstreamClientCodec:
+    """Translates one client's requests and replies; holds the id of the request in flight.
+
+    Args:
+        observation_type: the env's observation Struct.
+        state_type: the env's state Struct.
+    """
+
+    #: Replies carry no ids: a late reply cannot be told from the next one.
+    lockstep = True
+
+    def __init__(self, observation_type: type[Any], state_type: type[Any]) -> None:
+        key = (observation_type, state_type)
+        if key not in _DECODERS:
+            _DECODERS[key] = msgspec.json.Decoder(reply_type(observation_type, state_type))
+        self._decoder = _DECODERS[key]
+        self._encoder = msgspec.json.Encoder()
+        self._pending = 0
+        self._stepping = False
+
+    def encode(self, request: msgspec.Struct) -> bytes:
+        """Upstream's envelope for one of our requests, as JSON (sent in a text frame)."""
+        kind = request.__class__
+        if kind is Step:
+            assert isinstance(request, Step)
+            self._pending, self._stepping = request.id, True
+            return self._encoder.encode(UpStep(data=request.action))
+        self._stepping = False
+        if kind is Reset:
+            assert isinstance(request, Reset)
+            self._pending = request.id
+            data: dict[str, Any] = dict(request.options)
+            if request.seed is not None:
+                data["seed"] = request.seed
+            if request.episode_id is not None:
+                data["episode_id"] = request.episode_id
+            return self._encoder.encode(UpReset(data=data))
+        if kind is GetState:
+            assert isinstance(request, GetState)
+            self._pending = request.id
+            return self._encoder.encode(UpState())
+        assert isinstance(request, Close)
+        return self._encoder.encode(UpClose())
+
+    def decode(self, frame: bytes | str) -> Any:
+        """Our reply Struct for upstream's reply, addressed to the request in flight.
+
+        Raises:
+            FrameError: the frame is not one of upstream's replies.
+        """
+        if not isinstance(frame, str):
+            raise FrameError(ErrorCode.INVALID_MESSAGE, "a binary frame in upstream's dialect")
+        try:
+            reply = self._decoder.decode(frame)
+        except (ValueError, RecursionError) as exc:
+            raise FrameError(ErrorCode.INVALID_MESSAGE, str(exc)[:300]) from exc
+        if reply.__class__ is UpObservation:
+            data = reply.data
+            observation = data.observation
+            observation.reward, observation.done = data.reward, data.done
+            return Result(
+                id=self._pending, observation=observation, reward=data.reward, done=data.done
+            )
+        if reply.__class__ is UpStateReply:
+            return StateReply(id=self._pending, state=reply.data)
+        assert isinstance(reply, UpError)
+        error = reply.data
+        return Error(code=self._code(error.code), message=error.describe(), id=self._pending)
+
+    def _code(self, code: str) -> str:
+        if code == UpstreamCode.VALIDATION_ERROR:
+            return ErrorCode.INVALID_ACTION if self._stepping else ErrorCode.INVALID_MESSAGE
+        return _CODES.get(code, ErrorCode.ENV_ERROR)
