@@ -25,6 +25,7 @@ _EXPORTS = {
     "ConnectError": "openenv.exceptions",
     "ConnectionLostError": "openenv.exceptions",
     "Endpoint": "openenv.endpoint",
+    "EndpointProvider": "openenv.providers",
     "Env": "openenv.launch",
     "EnvClient": "openenv.client",
     "EnvError": "openenv.exceptions",
@@ -61,6 +62,7 @@ __all__ = [
     "ConnectError",
     "ConnectionLostError",
     "Endpoint",
+    "EndpointProvider",
     "Env",
     "EnvClient",
     "EnvError",
@@ -125,5 +127,5 @@ if TYPE_CHECKING:
         VersionMismatchError,
     )
     from openenv.launch import AsyncEnv, BatchError, Env, EnvPool, Episode, PoolStats
-    from openenv.providers import LocalProcessProvider, Provider, ServerHandle
+    from openenv.providers import EndpointProvider, LocalProcessProvider, Provider, ServerHandle
     from openenv.types import Action, Observation, State, StepResult

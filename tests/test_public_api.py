@@ -13,7 +13,8 @@ def test_all_is_locked() -> None:
         [
             "Action", "AsyncEnv", "AsyncEnvClient", "AuthenticationError", "BatchError",
             "CapacityError", "ConnectError", "Env", "EnvPool", "Episode", "ErrorCode", "PoolStats",
-            "ConnectionLostError", "Endpoint", "EnvClient", "EnvError", "EnvTimeoutError",
+            "ConnectionLostError", "Endpoint", "EndpointProvider", "EnvClient", "EnvError",
+            "EnvTimeoutError",
             "InvalidActionError", "InvalidMessageError", "LocalProcessProvider", "NotResetError",
             "Observation", "OpenEnvError", "PoolError", "ProtocolError", "Provider",
             "ProviderError", "RemoteError", "ServerHandle", "ServerTimeoutError", "State",

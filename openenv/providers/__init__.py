@@ -1,6 +1,7 @@
-"""Where env servers run: local processes, Docker containers."""
+"""Where env servers run: local processes, Docker containers, or servers already running."""
 
 from openenv.providers.base import Provider, ServerHandle
+from openenv.providers.endpoints import EndpointProvider
 from openenv.providers.process import LocalProcessProvider
 
-__all__ = ["LocalProcessProvider", "Provider", "ServerHandle"]
+__all__ = ["EndpointProvider", "LocalProcessProvider", "Provider", "ServerHandle"]

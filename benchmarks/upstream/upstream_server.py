@@ -1,0 +1,128 @@
+"""An env server built with upstream OpenEnv's own ``create_app`` (openenv-core 0.3.0).
+
+Runs in the separate upstream venv (``make upstream-venv``: its package is also called
+``openenv``), never in ours. Binds 127.0.0.1 on ``--port`` (0: a free port), prints
+``PORT <n>`` on stdout once listening, and serves until stdin closes or it is terminated.
+
+    .venv-upstream/bin/python benchmarks/upstream/upstream_server.py --env echo --port 0
+
+``--env echo``: upstream's echo env shape (message -> echoed_message, message_length, reward
+len/10). ``--env sleep``: the scaling benchmark's env: reset returns at once, each step sleeps
+``wait_seconds`` (default 1.0) on the event loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import sys
+import threading
+import uuid
+from typing import Any, Optional
+
+import uvicorn
+from openenv.core.env_server.http_server import create_app
+from openenv.core.env_server.interfaces import Environment
+from openenv.core.env_server.types import Action, Observation, State
+
+
+class EchoAction(Action):
+    message: str
+
+
+class EchoObservation(Observation):
+    echoed_message: str = ""
+    message_length: int = 0
+
+
+class EchoEnvironment(Environment):
+    SUPPORTS_CONCURRENT_SESSIONS = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._state = State(episode_id=str(uuid.uuid4()), step_count=0)
+
+    def reset(self, seed: Optional[int] = None, episode_id: Optional[str] = None, **kwargs: Any):
+        self._state = State(episode_id=episode_id or str(uuid.uuid4()), step_count=0)
+        return EchoObservation(echoed_message="Echo environment ready!", reward=0.0)
+
+    def step(self, action: EchoAction, timeout_s: Optional[float] = None, **kwargs: Any):
+        self._state.step_count += 1
+        message = action.message
+        return EchoObservation(
+            echoed_message=message, message_length=len(message), reward=len(message) / 10
+        )
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+
+class SleepAction(Action):
+    wait_seconds: float = 1.0
+
+
+class SleepObservation(Observation):
+    slept: float = 0.0
+
+
+class SleepEnvironment(Environment):
+    """The scaling benchmark's env: async, so a sleeping step holds no thread."""
+
+    SUPPORTS_CONCURRENT_SESSIONS = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._state = State(episode_id=str(uuid.uuid4()), step_count=0)
+
+    def reset(self, seed: Optional[int] = None, episode_id: Optional[str] = None, **kwargs: Any):
+        return SleepObservation()
+
+    async def reset_async(self, seed: Optional[int] = None, episode_id: Optional[str] = None, **kwargs: Any):
+        return self.reset(seed, episode_id, **kwargs)
+
+    def step(self, action: SleepAction, timeout_s: Optional[float] = None, **kwargs: Any):
+        raise NotImplementedError("served through step_async")
+
+    async def step_async(self, action: SleepAction, timeout_s: Optional[float] = None, **kwargs: Any):
+        await asyncio.sleep(action.wait_seconds)
+        self._state.step_count += 1
+        return SleepObservation(slept=action.wait_seconds, reward=1.0)
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+
+ENVS = {
+    "echo": (EchoEnvironment, EchoAction, EchoObservation),
+    "sleep": (SleepEnvironment, SleepAction, SleepObservation),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--env", choices=sorted(ENVS), default="echo")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--max-sessions", type=int, default=100)  # upstream's app default
+    args = parser.parse_args()
+    env, action, observation = ENVS[args.env]
+    app = create_app(env, action, observation, max_concurrent_envs=args.max_sessions)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", args.port))
+    sock.listen(4096)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", backlog=4096))
+
+    def stop_when_stdin_closes() -> None:
+        sys.stdin.read()
+        server.should_exit = True
+
+    threading.Thread(target=stop_when_stdin_closes, daemon=True).start()
+    print(f"PORT {sock.getsockname()[1]}", flush=True)
+    server.run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()

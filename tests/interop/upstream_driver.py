@@ -1,0 +1,153 @@
+"""Drives an env server with upstream OpenEnv's own clients (openenv-core 0.3.0).
+
+Runs in the upstream venv (its package is also called ``openenv``), as a subprocess of the
+interop tests: ``python upstream_driver.py MODE[,MODE...] BASE_URL`` prints one JSON document of what
+the server answered, for the test to check (and to compare with upstream's own server).
+
+Modes: ``generic`` (GenericEnvClient, async), ``typed`` (an upstream-style EchoEnv client, through
+its ``.sync()`` wrapper), ``http`` (plain HTTP with urllib), ``errors`` (bad frames on a raw
+websocket, as upstream's client would send them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+from openenv.core.client_types import StepResult
+from openenv.core.env_client import EnvClient
+from openenv.core.env_server.types import Action, Observation, State
+from openenv.core.generic_client import GenericEnvClient
+from websockets.asyncio.client import connect
+
+
+class EchoAction(Action):
+    message: str
+
+
+class EchoObservation(Observation):
+    echoed_message: str = ""
+    message_length: int = 0
+
+
+class EchoEnv(EnvClient[EchoAction, EchoObservation, State]):
+    """The typed client an upstream env package ships (cf. upstream's envs/echo_env/client.py)."""
+
+    def _step_payload(self, action: EchoAction) -> dict[str, Any]:
+        return action.model_dump()
+
+    def _parse_result(self, payload: dict[str, Any]) -> StepResult[EchoObservation]:
+        observation = EchoObservation(
+            **payload.get("observation", {}),
+            done=payload.get("done", False),
+            reward=payload.get("reward"),
+        )
+        return StepResult(observation=observation, reward=payload.get("reward"), done=payload["done"])
+
+    def _parse_state(self, payload: dict[str, Any]) -> State:
+        return State(**payload)
+
+
+async def generic(base_url: str) -> dict[str, Any]:
+    async with GenericEnvClient(base_url=base_url) as env:
+        reset = await env.reset(seed=3)
+        step = await env.step({"message": "Hello, World!"})
+        state = await env.state()
+        try:
+            await env.step({"nope": 1})
+            bad = None
+        except RuntimeError as exc:
+            bad = str(exc)
+        after = await env.step({"message": "still here"})
+    return {
+        "reset": [reset.observation, reset.reward, reset.done],
+        "step": [step.observation, step.reward, step.done],
+        "step_count": state["step_count"],
+        "bad_action": bad,
+        "after": after.observation,
+    }
+
+
+def typed(base_url: str) -> dict[str, Any]:
+    with EchoEnv(base_url=base_url).sync() as env:
+        reset = env.reset()
+        step = env.step(EchoAction(message="abc"))
+        state = env.state()
+    return {
+        "reset": reset.observation.echoed_message,
+        "step": [step.observation.echoed_message, step.observation.message_length, step.reward],
+        "state": [state.step_count, state.episode_id is not None],
+    }
+
+
+def _http(base_url: str, method: str, path: str, body: Any = None) -> list[Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        base_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return [response.status, json.loads(response.read())]
+    except urllib.error.HTTPError as exc:
+        return [exc.code, json.loads(exc.read() or b"null")]
+
+
+def http(base_url: str) -> dict[str, Any]:
+    return {
+        "health": _http(base_url, "GET", "/health"),
+        "reset": _http(base_url, "POST", "/reset", {}),
+        "reset_seeded": _http(base_url, "POST", "/reset", {"seed": 1, "episode_id": "e1"}),
+        "step": _http(base_url, "POST", "/step", {"action": {"message": "hi"}}),
+        "step_missing_field": _http(base_url, "POST", "/step", {"action": {}}),
+        "step_no_action": _http(base_url, "POST", "/step", {}),
+        "state": _http(base_url, "GET", "/state"),
+        "schema": _http(base_url, "GET", "/schema"),
+        "metadata": _http(base_url, "GET", "/metadata"),
+    }
+
+
+async def errors(base_url: str) -> dict[str, Any]:
+    replies: dict[str, Any] = {}
+    async with connect(base_url.replace("http", "ws") + "/ws") as ws:
+        for name, frame in [
+            ("not_json", "nope"),
+            ("unknown_type", json.dumps({"type": "jump"})),
+            ("extra_field", json.dumps({"type": "reset", "data": {}, "id": 1})),
+            ("bad_action", json.dumps({"type": "step", "data": {"message": 7}})),
+            ("reset", json.dumps({"type": "reset", "data": {}})),
+        ]:
+            await ws.send(frame)
+            reply = json.loads(await ws.recv())
+            replies[name] = [reply["type"], reply["data"].get("code")]
+        await ws.send(json.dumps({"type": "close"}))
+        try:
+            extra = await asyncio.wait_for(ws.recv(), 5)
+            replies["after_close"] = extra
+        except Exception as exc:  # the server closes without a reply
+            replies["after_close"] = type(exc).__name__
+        replies["close_code"] = ws.close_code
+    return replies
+
+
+def main() -> None:
+    # One process runs every mode asked for: importing openenv-core takes seconds (gradio).
+    modes, base_url = sys.argv[1].split(","), sys.argv[2]
+    result: dict[str, Any] = {}
+    for mode in modes:
+        if mode == "generic":
+            result[mode] = asyncio.run(generic(base_url))
+        elif mode == "typed":
+            result[mode] = typed(base_url)
+        elif mode == "http":
+            result[mode] = http(base_url)
+        else:
+            result[mode] = asyncio.run(errors(base_url))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
