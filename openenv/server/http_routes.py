@@ -51,6 +51,21 @@ def _unprocessable(errors: list[dict[str, Any]]) -> Response:
     return _json_response({"detail": errors}, 422)
 
 
+def _inline_root(schema: dict[str, Any]) -> dict[str, Any]:
+    """msgspec's schema (``{"$ref": "#/$defs/X", "$defs": ...}``) with X's definition at the
+    top, as pydantic's are: upstream's clients read ``properties`` there."""
+    ref = schema.get("$ref", "")
+    defs: dict[str, Any] = schema.get("$defs", {})
+    name = ref.removeprefix("#/$defs/")
+    if not ref.startswith("#/$defs/") or name not in defs:
+        return schema
+    others = {key: value for key, value in defs.items() if key != name}
+    root = dict(defs[name])
+    if others or f'"#/$defs/{name}"'.encode() in _json.encode(root):  # refs into $defs remain
+        root["$defs"] = defs
+    return root
+
+
 class _Routes:
     def __init__(
         self,
@@ -144,9 +159,9 @@ class _Routes:
         schemas = self.schemas
         return _json_response(
             {
-                "action": schemas["action_schema"],
-                "observation": schemas["observation_schema"],
-                "state": schemas["state_schema"],
+                "action": _inline_root(schemas["action_schema"]),
+                "observation": _inline_root(schemas["observation_schema"]),
+                "state": _inline_root(schemas["state_schema"]),
             }
         )
 

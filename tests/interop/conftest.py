@@ -40,7 +40,9 @@ def upstream_python() -> str:
             cwd="/",  # not the repo root: our own openenv/ would shadow upstream's
         )
         if done.returncode != 0 or done.stdout.strip() != "0.3.0":
-            problem = f"{python} has no openenv-core 0.3.0 ({done.stdout.strip() or done.stderr[-200:]})"
+            problem = (
+                f"{python} has no openenv-core 0.3.0 ({done.stdout.strip() or done.stderr[-200:]})"
+            )
     if problem is None:
         return python
     if os.environ.get("OPENENV_REQUIRE_UPSTREAM") == "1":
@@ -58,8 +60,16 @@ class UpstreamServer:
 
     def __init__(self, python: str, env: str, max_sessions: int) -> None:
         self.process = subprocess.Popen(
-            [python, str(UPSTREAM_SERVER), "--env", env, "--port", "0"]
-            + ["--max-sessions", str(max_sessions)],
+            [
+                python,
+                str(UPSTREAM_SERVER),
+                "--env",
+                env,
+                "--port",
+                "0",
+                "--max-sessions",
+                str(max_sessions),
+            ],  # noqa: E501
             stdin=subprocess.PIPE,  # the server exits when it closes
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -1,8 +1,8 @@
 """Drives an env server with upstream OpenEnv's own clients (openenv-core 0.3.0).
 
 Runs in the upstream venv (its package is also called ``openenv``), as a subprocess of the
-interop tests: ``python upstream_driver.py MODE[,MODE...] BASE_URL`` prints one JSON document of what
-the server answered, for the test to check (and to compare with upstream's own server).
+interop tests: ``python upstream_driver.py MODE[,MODE...] BASE_URL`` prints one JSON document
+of what the server answered, for the test to check (and to compare with upstream's own server).
 
 Modes: ``generic`` (GenericEnvClient, async), ``typed`` (an upstream-style EchoEnv client, through
 its ``.sync()`` wrapper), ``http`` (plain HTTP with urllib), ``errors`` (bad frames on a raw
@@ -46,7 +46,9 @@ class EchoEnv(EnvClient[EchoAction, EchoObservation, State]):
             done=payload.get("done", False),
             reward=payload.get("reward"),
         )
-        return StepResult(observation=observation, reward=payload.get("reward"), done=payload["done"])
+        return StepResult(
+            observation=observation, reward=payload.get("reward"), done=payload["done"]
+        )
 
     def _parse_state(self, payload: dict[str, Any]) -> State:
         return State(**payload)
