@@ -69,7 +69,7 @@ class UpstreamServer:
                 "0",
                 "--max-sessions",
                 str(max_sessions),
-            ],  # noqa: E501
+            ],
             stdin=subprocess.PIPE,  # the server exits when it closes
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
