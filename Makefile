@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 BASE_IMAGE ?= $(shell docker image inspect openenv-base:bookworm >/dev/null 2>&1 \
 	&& echo openenv-base:bookworm || echo python:3.11-slim)
 
-.PHONY: install run test lint images base-image clean
+.PHONY: install run test lint images base-image upstream-venv bench-upstream clean
 
 install: $(STAMP)
 
@@ -19,6 +19,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# Upstream OpenEnv (openenv-core 0.3.0) in a venv of its own: its package is also called
+# `openenv`. The interop tests (tests/interop) and the scaling benchmark run it from here.
+UPSTREAM_VENV ?= .venv-upstream
+UPSTREAM_STAMP := $(UPSTREAM_VENV)/.installed-stamp
+
+upstream-venv: $(UPSTREAM_STAMP)
+
+$(UPSTREAM_STAMP):
+	$(PYTHON) -m venv $(UPSTREAM_VENV)
+	$(UPSTREAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(UPSTREAM_VENV)/bin/python -m pip install --quiet 'openenv-core==0.3.0'
+	touch $(UPSTREAM_STAMP)
 
 # The main job: 256 echo sessions on local server processes from one asyncio client, against
 # a raw websockets ceiling (3 interleaved rounds) and a per-step HTTP baseline (~35 s).
@@ -43,4 +56,4 @@ base-image:
 	bash .ci/docker-setup.sh
 
 clean:
-	rm -rf $(VENV) .build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(UPSTREAM_VENV) .build .pytest_cache .mypy_cache .ruff_cache

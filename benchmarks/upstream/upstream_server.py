@@ -19,7 +19,7 @@ import socket
 import sys
 import threading
 import uuid
-from typing import Any, Optional
+from typing import Any
 
 import uvicorn
 from openenv.core.env_server.http_server import create_app
@@ -43,11 +43,11 @@ class EchoEnvironment(Environment):
         super().__init__()
         self._state = State(episode_id=str(uuid.uuid4()), step_count=0)
 
-    def reset(self, seed: Optional[int] = None, episode_id: Optional[str] = None, **kwargs: Any):
+    def reset(self, seed: int | None = None, episode_id: str | None = None, **kwargs: Any):
         self._state = State(episode_id=episode_id or str(uuid.uuid4()), step_count=0)
         return EchoObservation(echoed_message="Echo environment ready!", reward=0.0)
 
-    def step(self, action: EchoAction, timeout_s: Optional[float] = None, **kwargs: Any):
+    def step(self, action: EchoAction, timeout_s: float | None = None, **kwargs: Any):
         self._state.step_count += 1
         message = action.message
         return EchoObservation(
@@ -76,16 +76,18 @@ class SleepEnvironment(Environment):
         super().__init__()
         self._state = State(episode_id=str(uuid.uuid4()), step_count=0)
 
-    def reset(self, seed: Optional[int] = None, episode_id: Optional[str] = None, **kwargs: Any):
+    def reset(self, seed: int | None = None, episode_id: str | None = None, **kwargs: Any):
         return SleepObservation()
 
-    async def reset_async(self, seed: Optional[int] = None, episode_id: Optional[str] = None, **kwargs: Any):
+    async def reset_async(
+        self, seed: int | None = None, episode_id: str | None = None, **kwargs: Any
+    ):
         return self.reset(seed, episode_id, **kwargs)
 
-    def step(self, action: SleepAction, timeout_s: Optional[float] = None, **kwargs: Any):
+    def step(self, action: SleepAction, timeout_s: float | None = None, **kwargs: Any):
         raise NotImplementedError("served through step_async")
 
-    async def step_async(self, action: SleepAction, timeout_s: Optional[float] = None, **kwargs: Any):
+    async def step_async(self, action: SleepAction, timeout_s: float | None = None, **kwargs: Any):
         await asyncio.sleep(action.wait_seconds)
         self._state.step_count += 1
         return SleepObservation(slept=action.wait_seconds, reward=1.0)

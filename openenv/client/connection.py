@@ -124,8 +124,13 @@ class Connection(asyncio.Protocol):
 
     def send(self, message: bytes) -> None:
         """Queue ``message`` as one binary frame, or a text frame after
-        :meth:`use_text_frames` (written as the transport can)."""
+        :meth:`use_text_frames` (written as the transport can). On a closed connection with
+        messages still unread it does nothing: ``recv`` returns those, then raises."""
         if self.protocol.state is not State.OPEN:
+            if self._messages:
+                # Unread messages may explain why (an error the server sent before closing,
+                # as a full server does): recv hands them out first, then raises.
+                return
             raise self._closed_error()
         self._send_frame(message)
         self._flush()
