@@ -10,6 +10,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -213,3 +215,50 @@ def test_state_type_fields_are_all_present(monkeypatch: pytest.MonkeyPatch) -> N
             "step_count": 0,
             "visits": 0,
         }
+
+
+upstream_frames = st.one_of(
+    st.text(max_size=200),
+    st.builds(
+        json.dumps,
+        st.fixed_dictionaries(
+            {
+                "type": st.sampled_from(["reset", "step", "state", "close", "mcp"])
+                | st.text(max_size=6)
+            },
+            optional={
+                "data": st.none()
+                | st.integers()
+                | st.text(max_size=10)
+                | st.dictionaries(
+                    st.sampled_from(["message", "seed", "episode_id", "metadata", "x"]),
+                    st.none() | st.integers() | st.text(max_size=10) | st.lists(st.integers()),
+                    max_size=4,
+                ),
+                "id": st.integers(),
+            },
+        ),
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(frame=upstream_frames)
+def test_any_text_frame_gets_one_well_formed_reply_and_the_session_survives(frame: str) -> None:
+    with client_for() as client, client.websocket_connect("/ws") as ws:
+        ws.send_text(frame)
+        try:
+            reply = json.loads(ws.receive_text())
+        except WebSocketDisconnect as closed:  # only a well-formed close is acceptable
+            assert closed.code == 1000 and json.loads(frame)["type"] == "close"
+            return
+        assert reply["type"] in ("observation", "state", "error")
+        if reply["type"] == "error":
+            assert reply["data"]["code"] in {
+                "INVALID_JSON",
+                "UNKNOWN_TYPE",
+                "VALIDATION_ERROR",
+                "EXECUTION_ERROR",
+            }
+            assert reply["data"]["message"]
+        assert call(ws, {"type": "reset", "data": {}})["type"] == "observation"
