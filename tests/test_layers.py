@@ -13,10 +13,12 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "openenv"
 
-# What each layer may not import. Lower layers: types, protocol, endpoint, exceptions, procfs.
+# What each layer may not import. Lower layers: types, protocol, upstream, endpoint, exceptions,
+# procfs.
 FORBIDDEN = {
     "openenv.types": ("openenv.client", "openenv.server", "openenv.providers", "openenv.launch"),
     "openenv.protocol": ("openenv.client", "openenv.server", "openenv.providers", "openenv.launch"),
+    "openenv.upstream": ("openenv.client", "openenv.server", "openenv.providers", "openenv.launch"),
     "openenv.exceptions": ("openenv",),
     "openenv.client": ("openenv.server", "openenv.providers", "openenv.launch", "openenv.bench"),
     "openenv.server": ("openenv.client", "openenv.providers", "openenv.launch", "openenv.bench"),

@@ -22,8 +22,6 @@ class SleepObservation(Observation):
 class SleepEnvironment(Environment[SleepAction, SleepObservation, State]):
     """Sleeps on every step: the benchmark measures the server, not the env."""
 
-    action_type, observation_type, state_type = SleepAction, SleepObservation, State
-
     def __init__(self) -> None:
         self._state = State()
 

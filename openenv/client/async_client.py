@@ -268,7 +268,8 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
                 path = urlsplit(endpoint.url).path
                 raise ConnectError(
                     f"{endpoint} has no WebSocket route at {path} (HTTP 404): "
-                    "is this an env server, and is the path right?"
+                    "is this an env server, and is the path right?",
+                    status=status,
                 ) from exc
             if status in (401, 403):
                 raise AuthenticationError(

@@ -111,7 +111,11 @@ class UpstreamClientCodec:
             FrameError: the frame is not one of upstream's replies.
         """
         if not isinstance(frame, str):
-            raise FrameError(ErrorCode.INVALID_MESSAGE, "a binary frame in upstream's dialect")
+            raise FrameError(
+                ErrorCode.INVALID_MESSAGE,
+                "a binary frame from a server that did not accept the openenv.v1 subprotocol: "
+                "an openenv server older than it? (upstream's dialect is JSON text only)",
+            )
         try:
             reply = self._decoder.decode(frame)
         except (ValueError, RecursionError) as exc:
@@ -119,10 +123,9 @@ class UpstreamClientCodec:
         if reply.__class__ is UpObservation:
             data = reply.data
             observation = data.observation
+            # Upstream lifts reward and done out of the observation; ours carries them inside.
             observation.reward, observation.done = data.reward, data.done
-            return Result(
-                id=self._pending, observation=observation, reward=data.reward, done=data.done
-            )
+            return Result(id=self._pending, observation=observation)
         if reply.__class__ is UpStateReply:
             return StateReply(id=self._pending, state=reply.data)
         assert isinstance(reply, UpError)

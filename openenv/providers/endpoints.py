@@ -28,9 +28,7 @@ class EndpointProvider(Provider):
     def __init__(self, endpoints: Sequence[str | Endpoint], *, token: str | None = None) -> None:
         if not endpoints:
             raise ValueError("give at least one endpoint")
-        self.endpoints = [
-            Endpoint.parse(e, token) if isinstance(e, str) else e for e in endpoints
-        ]
+        self.endpoints = [Endpoint.parse(e, token) if isinstance(e, str) else e for e in endpoints]
         self._next = itertools.cycle(self.endpoints)
         self._ids = itertools.count(1)
         self._handles: dict[str, ServerHandle] = {}

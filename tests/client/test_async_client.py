@@ -161,6 +161,9 @@ async def test_version_mismatch_is_reported() -> None:
 
 async def test_an_error_code_of_a_newer_server_is_a_remote_error_with_code_unknown() -> None:
     from websockets.asyncio.server import serve
+    from websockets.typing import Subprotocol
+
+    from openenv.protocol import SUBPROTOCOL
 
     codec = Codec(request_type(EchoAction))
 
@@ -170,7 +173,8 @@ async def test_an_error_code_of_a_newer_server_is_a_remote_error_with_code_unkno
         await ws.send(codec.encode(Error(code="quota", message="over quota", id=request.id)))
         await ws.wait_closed()
 
-    async with serve(newer_server, "127.0.0.1", 0) as server:
+    subprotocols = [Subprotocol(SUBPROTOCOL)]
+    async with serve(newer_server, "127.0.0.1", 0, subprotocols=subprotocols) as server:
         port = server.sockets[0].getsockname()[1]
         async with AsyncEchoEnv(f"ws://127.0.0.1:{port}") as env:
             with pytest.raises(RemoteError, match="over quota") as caught:

@@ -19,6 +19,7 @@ from openenv import (
     EnvTimeoutError,
     InvalidActionError,
 )
+from openenv.protocol import PROTOCOL_VERSION
 from openenv.server import ServerConfig, create_app
 from tests.client.test_async_client import slow_app
 from tests.conftest import running_server
@@ -37,7 +38,11 @@ async def test_typed_results_in_upstreams_dialect(echo_server: str) -> None:
 
 async def test_auto_speaks_ours_with_our_server(echo_server: str) -> None:
     async with AsyncEchoEnv(echo_server) as env:
-        assert env.hello is not None and env.hello.protocol == 1 and env.hello.env == "echo_env"
+        assert (
+            env.hello is not None
+            and env.hello.protocol == PROTOCOL_VERSION
+            and env.hello.env == "echo_env"
+        )
 
 
 async def test_errors_map_to_our_exceptions() -> None:

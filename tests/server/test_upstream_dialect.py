@@ -198,16 +198,26 @@ def test_a_websocket_on_an_unknown_path_is_404_not_403() -> None:
         assert "/nope" in denied.value.text
 
 
-def test_state_type_fields_are_all_present(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Counted(State):
-        visits: int = 0
+class Counted(State):
+    visits: int = 0
 
-    class CountingEnv(EchoEnvironment):
-        state_type = Counted
 
-        def __init__(self) -> None:
-            self._state = Counted()
+class CountingEnv(Environment[EchoAction, EchoObservation, Counted]):
+    def __init__(self) -> None:
+        self._state = Counted()
 
+    def reset(self, seed: int | None = None, episode_id: str | None = None, **options: Any) -> Any:
+        return EchoObservation()
+
+    def step(self, action: EchoAction) -> EchoObservation:
+        return EchoObservation()
+
+    @property
+    def state(self) -> Counted:
+        return self._state
+
+
+def test_state_type_fields_are_all_present() -> None:
     with client_for(CountingEnv) as client, client.websocket_connect("/ws") as ws:
         # defaults included, as pydantic's model_dump gives them (ours omit them on our dialect)
         assert call(ws, {"type": "state"})["data"] == {
