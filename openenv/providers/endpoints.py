@@ -11,6 +11,7 @@ import itertools
 from collections.abc import Sequence
 
 from openenv.endpoint import Endpoint
+from openenv.exceptions import ProviderError
 from openenv.providers.base import Provider, ServerHandle
 
 __all__ = ["EndpointProvider"]
@@ -43,6 +44,14 @@ class EndpointProvider(Provider):
     async def stop(self, server: ServerHandle) -> None:
         """Forget ``server``; the server itself is not ours to stop."""
         self._handles.pop(server.id, None)
+
+    async def kill(self, server: ServerHandle) -> None:
+        """Not possible: these servers are not ours.
+
+        Raises:
+            ProviderError: always.
+        """
+        raise ProviderError(f"{server.endpoint} was not started by this provider: cannot kill it")
 
     async def is_alive(self, server: ServerHandle) -> bool:
         """Whether ``server`` was handed out and not stopped: this provider cannot see the
