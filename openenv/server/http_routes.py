@@ -51,6 +51,10 @@ def _unprocessable(errors: list[dict[str, Any]]) -> Response:
     return _json_response({"detail": errors}, 422)
 
 
+def _rpc_error(call_id: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": call_id, "error": {"code": code, "message": message}}
+
+
 def _inline_root(schema: dict[str, Any]) -> dict[str, Any]:
     """msgspec's schema (``{"$ref": "#/$defs/X", "$defs": ...}``) with X's definition at the
     top, as pydantic's are: upstream's clients read ``properties`` there."""
@@ -165,6 +169,63 @@ class _Routes:
             }
         )
 
+    async def openapi(self, request: Request) -> Response:
+        """A minimal OpenAPI document of these routes: upstream's tools (``openenv validate``)
+        read the API version and the route set from it."""
+        ok = {"200": {"description": "OK"}}
+        bad = {"422": {"description": "bad input; detail[].loc names the field"}}
+        action = _inline_root(self.schemas["action_schema"])
+        step_body = {
+            "type": "object",
+            "properties": {
+                "action": action,
+                "timeout_s": {"type": "number", "exclusiveMinimum": 0},
+                "request_id": {"type": "string", "maxLength": 255},
+            },
+            "required": ["action"],
+        }
+
+        def body(schema: dict[str, Any]) -> dict[str, Any]:
+            return {"content": {"application/json": {"schema": schema}}}
+
+        get = {"get": {"responses": ok}}
+        return _json_response(
+            {
+                "openapi": "3.1.0",
+                "info": {"title": f"openenv: {self.env_cls.env_name()}", "version": "1.0.0"},
+                "paths": {
+                    "/reset": {
+                        "post": {
+                            "requestBody": body({"type": "object"}),
+                            "responses": {**ok, **bad},
+                        }
+                    },
+                    "/step": {"post": {"requestBody": body(step_body), "responses": {**ok, **bad}}},
+                    "/state": get,
+                    "/schema": get,
+                    "/metadata": get,
+                    "/health": get,
+                    "/info": get,
+                    "/mcp": {"post": {"responses": ok}},
+                },
+            }
+        )
+
+    async def mcp(self, request: Request) -> Response:
+        """JSON-RPC 2.0 at ``/mcp``, as upstream serves it, with no methods: this server has no
+        MCP tools, and says so in JSON-RPC's own terms."""
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        try:
+            call = msgspec.json.decode(await request.body())
+        except (ValueError, RecursionError):
+            return _json_response(_rpc_error(None, -32700, "Parse error"))
+        if not isinstance(call, dict) or not isinstance(call.get("method"), str):
+            return _json_response(_rpc_error(None, -32600, "Invalid Request"))
+        message = f"Method not found: {call['method']} (this env server has no MCP tools)"
+        return _json_response(_rpc_error(call.get("id"), -32601, message))
+
     async def metadata(self, request: Request) -> Response:
         refusal = self._refusal(request)
         if refusal is not None:
@@ -206,4 +267,6 @@ def http_routes(
         Route("/state", routes.state, methods=["GET"]),
         Route("/schema", routes.schema, methods=["GET"]),
         Route("/metadata", routes.metadata, methods=["GET"]),
+        Route("/openapi.json", routes.openapi, methods=["GET"]),
+        Route("/mcp", routes.mcp, methods=["POST"]),
     ]

@@ -20,7 +20,7 @@ from tests.interop.conftest import ROOT, UpstreamServer, run_driver
 
 pytestmark = pytest.mark.timeout(600)  # two cold openenv-core imports on a loaded box
 
-MODES = "generic,typed,http,errors"
+MODES = "generic,typed,http,errors,validate"
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +136,9 @@ def test_http_routes_match_upstream(driven: tuple[dict[str, Any], dict[str, Any]
     assert "message" in http["schema"][1]["action"]["properties"]
     assert set(http["metadata"][1]) == set(reference["metadata"][1])
     assert http["metadata"][1]["name"] == "echo_env"
+
+
+def test_upstreams_own_validator_passes(driven: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    ours, theirs = driven
+    assert theirs["validate"]["passed"], theirs["validate"]["failed"]
+    assert ours["validate"] == {"passed": True, "mode": "simulation", "failed": []}

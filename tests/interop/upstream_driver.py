@@ -6,7 +6,8 @@ of what the server answered, for the test to check (and to compare with upstream
 
 Modes: ``generic`` (GenericEnvClient, async), ``typed`` (an upstream-style EchoEnv client, through
 its ``.sync()`` wrapper), ``http`` (plain HTTP with urllib), ``errors`` (bad frames on a raw
-websocket, as upstream's client would send them).
+websocket, as upstream's client would send them), ``validate`` (upstream's ``openenv validate
+--url`` checks).
 """
 
 from __future__ import annotations
@@ -135,6 +136,15 @@ async def errors(base_url: str) -> dict[str, Any]:
     return replies
 
 
+def validate(base_url: str) -> dict[str, Any]:
+    """Upstream's own runtime validator (``openenv validate --url``)."""
+    from openenv.cli._validation import validate_running_environment
+
+    report = validate_running_environment(base_url, timeout_s=30)
+    failed = [c for c in report.get("criteria", []) if not c.get("passed")]
+    return {"passed": report.get("passed"), "mode": report.get("mode"), "failed": failed}
+
+
 def main() -> None:
     # One process runs every mode asked for: importing openenv-core takes seconds (gradio).
     modes, base_url = sys.argv[1].split(","), sys.argv[2]
@@ -146,6 +156,8 @@ def main() -> None:
             result[mode] = typed(base_url)
         elif mode == "http":
             result[mode] = http(base_url)
+        elif mode == "validate":
+            result[mode] = validate(base_url)
         else:
             result[mode] = asyncio.run(errors(base_url))
     print(json.dumps(result))

@@ -123,3 +123,19 @@ def test_with_a_token_every_route_but_health_wants_it() -> None:
         good = {"Authorization": "Bearer s3cret"}
         assert client.post("/reset", headers=good).status_code == 200
         assert client.get("/health").status_code == 200
+
+
+def test_openapi_lists_the_routes_and_mcp_answers_in_json_rpc() -> None:
+    with client_for() as client:
+        document = client.get("/openapi.json").json()
+        assert document["info"]["version"] == "1.0.0"
+        assert {"/reset", "/step", "/state", "/schema", "/metadata", "/health", "/mcp"} <= set(
+            document["paths"]
+        )
+        step = document["paths"]["/step"]["post"]["requestBody"]["content"]["application/json"]
+        assert "message" in step["schema"]["properties"]["action"]["properties"]
+        answer = client.post("/mcp", json={"jsonrpc": "2.0", "id": 7, "method": "tools/list"})
+        assert answer.status_code == 200
+        assert answer.json()["id"] == 7 and answer.json()["error"]["code"] == -32601
+        assert client.post("/mcp", json={}).json()["error"]["code"] == -32600
+        assert client.post("/mcp", content=b"{").json()["error"]["code"] == -32700
