@@ -38,7 +38,7 @@ $(UPSTREAM_STAMP):
 run: install
 	$(VENV)/bin/openenv bench --compare --sessions 256 --duration 2 --rounds 7
 
-test: install
+test: install upstream-venv
 	$(PY) -m pytest
 
 lint: install
