@@ -90,9 +90,9 @@ def start_ours(max_sessions: int) -> tuple[subprocess.Popen[str], str]:
     return process, match[1]
 
 
-def start_upstream(max_sessions: int) -> tuple[subprocess.Popen[str], str]:
+def start_upstream(max_sessions: int, uvloop: bool) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    limit = ["--max-sessions", str(max_sessions)]
+    limit = ["--max-sessions", str(max_sessions), *(["--uvloop"] if uvloop else [])]
     process = subprocess.Popen(
         [UPSTREAM_PYTHON, str(UPSTREAM_SERVER), "--env", "sleep", *_PORT[:2], *limit],
         stdin=subprocess.PIPE,
@@ -122,10 +122,16 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, nargs="+", default=[256, 512, 1024, 2048])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--upstream-uvloop",
+        action="store_true",
+        help="run upstream's server on uvloop too (not what openenv-core installs; pip install "
+        "uvloop into its venv first)",
+    )
     parser.add_argument("--json", default=str(ROOT / "benchmarks/results/upstream_scaling.json"))
     args = parser.parse_args()
     limit = max(args.sessions) * 2
-    servers = {"ours": start_ours(limit), "upstream": start_upstream(limit)}
+    servers = {"ours": start_ours(limit), "upstream": start_upstream(limit, args.upstream_uvloop)}
     runs: list[dict[str, Any]] = []
     try:
         for sessions in args.sessions:

@@ -108,6 +108,9 @@ def main() -> None:
     parser.add_argument("--env", choices=sorted(ENVS), default="echo")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--max-sessions", type=int, default=100)  # upstream's app default
+    parser.add_argument(
+        "--uvloop", action="store_true", help="uvicorn on uvloop (pip install uvloop)"
+    )
     args = parser.parse_args()
     env, action, observation = ENVS[args.env]
     app = create_app(env, action, observation, max_concurrent_envs=args.max_sessions)
@@ -115,7 +118,8 @@ def main() -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))
     sock.listen(4096)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", backlog=4096))
+    loop = "uvloop" if args.uvloop else "auto"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", backlog=4096, loop=loop))
 
     def stop_when_stdin_closes() -> None:
         sys.stdin.read()
