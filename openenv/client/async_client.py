@@ -121,6 +121,13 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         return self._hello
 
     @property
+    def dialect(self) -> str | None:
+        """``"openenv"`` or ``"upstream"``: what the session speaks, once connected."""
+        if self._hello is None:
+            return None
+        return "upstream" if self._hello is UPSTREAM_HELLO else "openenv"
+
+    @property
     def timeout(self) -> float | None:
         """Seconds each call may take (None: no limit)."""
         return self._deadline.seconds

@@ -83,6 +83,11 @@ class EnvClient(Generic[ActT, ObsT, StateT]):
         return self._async.hello
 
     @property
+    def dialect(self) -> str | None:
+        """``"openenv"`` or ``"upstream"``: what the session speaks, once connected."""
+        return self._async.dialect
+
+    @property
     def closed(self) -> bool:
         """Whether ``close`` was called."""
         return self._async.closed

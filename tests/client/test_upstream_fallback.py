@@ -28,6 +28,7 @@ from tests.conftest import running_server
 async def test_typed_results_in_upstreams_dialect(echo_server: str) -> None:
     async with AsyncEchoEnv(echo_server, protocol="upstream") as env:
         assert env.hello is not None and env.hello.protocol == 0
+        assert env.dialect == "upstream"
         result = await env.reset(seed=1, episode_id="ep")
         assert result.observation.echoed_message == "Echo environment ready!"
         result = await env.step(EchoAction(message="abcd"))
@@ -38,6 +39,7 @@ async def test_typed_results_in_upstreams_dialect(echo_server: str) -> None:
 
 async def test_auto_speaks_ours_with_our_server(echo_server: str) -> None:
     async with AsyncEchoEnv(echo_server) as env:
+        assert env.dialect == "openenv"
         assert (
             env.hello is not None
             and env.hello.protocol == PROTOCOL_VERSION

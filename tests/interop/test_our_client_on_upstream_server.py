@@ -36,6 +36,7 @@ def test_sync_echo_env_drives_an_upstream_server(upstream_echo_server: UpstreamS
         assert isinstance(state, State)
         assert (state.episode_id, state.step_count) == ("ep-1", 1)
         assert env.hello is not None and env.hello.protocol == 0  # upstream has no greeting
+        assert env.dialect == "upstream"
     finally:
         env.close()
 
