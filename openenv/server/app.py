@@ -130,7 +130,7 @@ class _EnvServer:
                 await send({"type": "websocket.send", "text": error})
                 await send({"type": "websocket.close", "code": CloseCode.INTERNAL_ERROR})
                 return
-            await UpstreamSession(receive, send, env, codec, self.config).run()
+            await UpstreamSession(env, codec, self.config).run(receive, send)
         finally:
             self.active_sessions -= 1
 

@@ -15,6 +15,8 @@ Same Environment classes as our own dialect; the differences are upstream's (ope
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -36,7 +38,7 @@ from openenv.upstream import (
     validation_errors,
 )
 
-__all__ = ["InvalidArguments", "UpstreamCodec", "UpstreamSession", "reset_arguments"]
+__all__ = ["Closing", "InvalidArguments", "UpstreamCodec", "UpstreamSession", "reset_arguments"]
 
 _KNOWN_TYPES = frozenset({"reset", "step", "state", "close"})
 
@@ -113,81 +115,100 @@ def reset_arguments(
     return accepted_kwargs(env.reset, data)
 
 
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """Ends the session: send ``frame`` (if any), then close with ``code`` and ``reason``.
+
+    The same shape as ``Closing`` of the ``perf`` branch's ``openenv.server.dialect`` (being
+    merged at the same time): once both are in, use that one and delete this.
+    """
+
+    code: int
+    reason: str = ""
+    frame: str | None = None
+
+
+Outgoing = str | Closing
+
+
 class UpstreamSession:
-    """Serves one connection in upstream's dialect until the client closes it."""
+    """One connection in upstream's dialect: ``handle`` turns each frame into its reply.
+
+    Shaped as the ``perf`` branch's ``Dialect`` (``greeting`` / ``handle`` / ``release``), so
+    the direct transport can drive it once both are merged; until then :meth:`run` drives it
+    over plain ASGI.
+    """
 
     def __init__(
-        self,
-        receive: Receive,
-        send: Send,
-        env: Environment[Any, Any, Any],
-        codec: UpstreamCodec,
-        config: ServerConfig,
+        self, env: Environment[Any, Any, Any], codec: UpstreamCodec, config: ServerConfig
     ) -> None:
-        self._receive = receive
-        self._send = send
         self._caller = EnvCaller(env, config.step_timeout)
         self._codec = codec
         self._max_frame = config.max_frame_bytes
 
-    async def run(self) -> None:
-        """Serve until the client closes, then release the env."""
-        try:
-            await self._serve()
-        except OSError:
-            pass  # the client went away; nothing to answer
-        finally:
-            await self._caller.release()
+    def greeting(self) -> None:
+        """Upstream's dialect has none: the client speaks first."""
+        return None
 
-    async def _serve(self) -> None:
-        receive, send = self._receive, self._send
-        while True:
-            message = await receive()
-            if message["type"] != "websocket.receive":
-                return
-            frame = message.get("text")
-            if frame is None:
-                reason = "binary frames are not part of this protocol: send JSON text"
-                await self._reply(self._codec.error(UpstreamCode.SESSION_ERROR, reason))
-                await self._close(CloseCode.UNSUPPORTED_DATA, "binary frame")
-                return
-            if len(frame) > self._max_frame:
-                await self._close(CloseCode.TOO_BIG, "frame exceeds the server's size limit")
-                return
-            reply, close_code = await self._handle(frame)
-            if reply is not None:
-                await send({"type": "websocket.send", "text": reply})
-            if close_code is not None:
-                await self._close(close_code)
-                return
-
-    async def _handle(self, frame: str) -> tuple[str | None, int | None]:
-        codec, caller = self._codec, self._caller
-        env = caller.env
+    def handle(self, frame: bytes | str) -> Outgoing | Awaitable[Outgoing]:
+        """The reply to ``frame``: at once for bad frames and ``close``, else an awaitable."""
+        codec = self._codec
+        if not isinstance(frame, str):
+            reason = "binary frames are not part of this protocol: send JSON text"
+            error = codec.error(UpstreamCode.SESSION_ERROR, reason)
+            return Closing(CloseCode.UNSUPPORTED_DATA, "binary frame", error)
+        if len(frame) > self._max_frame:
+            return Closing(CloseCode.TOO_BIG, "frame exceeds the server's size limit")
         try:
             request = codec.decode(frame)
         except (ValueError, RecursionError) as exc:
-            return codec.frame_error(frame, exc), None
+            return codec.frame_error(frame, exc)
+        if request.__class__ is UpClose:
+            return Closing(CloseCode.NORMAL)
+        return self._answer(request)
+
+    async def _answer(self, request: Any) -> Outgoing:
+        codec, caller = self._codec, self._caller
+        env = caller.env
         try:
             kind = request.__class__
             if kind is UpStep:
-                return codec.observation(await caller.call(env.step, request.data)), None
+                return codec.observation(await caller.call(env.step, request.data))
             if kind is UpReset:
                 arguments = reset_arguments(env, request.data, ("data",))
-                return codec.observation(await caller.call(env.reset, **arguments)), None
-            if kind is UpState:
-                return codec.state(await caller.state()), None
-            assert kind is UpClose
-            return None, CloseCode.NORMAL
+                return codec.observation(await caller.call(env.reset, **arguments))
+            assert kind is UpState
+            return codec.state(await caller.state())
         except InvalidArguments as exc:
-            reply = codec.error(UpstreamCode.VALIDATION_ERROR, "Invalid message", errors=exc.errors)
-            return reply, None
+            return codec.error(UpstreamCode.VALIDATION_ERROR, "Invalid message", errors=exc.errors)
         except EnvCallError as exc:
             reply = codec.error(UpstreamCode.EXECUTION_ERROR, exc.message)
-            return reply, CloseCode.INTERNAL_ERROR if exc.timed_out else None
+            return Closing(CloseCode.INTERNAL_ERROR, frame=reply) if exc.timed_out else reply
 
-    async def _reply(self, text: str) -> None:
-        await self._send({"type": "websocket.send", "text": text})
+    async def release(self) -> None:
+        """Close the env; called once, after the session ended."""
+        await self._caller.release()
 
-    async def _close(self, code: int, reason: str = "") -> None:
-        await self._send({"type": "websocket.close", "code": code, "reason": reason})
+    async def run(self, receive: Receive, send: Send) -> None:
+        """Serve over plain ASGI until the client goes away, then release the env."""
+        try:
+            while True:
+                message = await receive()
+                if message["type"] != "websocket.receive":  # websocket.disconnect
+                    return
+                frame: bytes | str | None = message.get("text")
+                if frame is None:
+                    frame = message.get("bytes") or b""
+                reply = self.handle(frame)
+                outgoing = reply if isinstance(reply, str | Closing) else await reply
+                if isinstance(outgoing, Closing):
+                    if outgoing.frame is not None:
+                        await send({"type": "websocket.send", "text": outgoing.frame})
+                    close = {"code": outgoing.code, "reason": outgoing.reason}
+                    await send({"type": "websocket.close", **close})
+                    return
+                await send({"type": "websocket.send", "text": outgoing})
+        except OSError:
+            pass  # the client went away (uvicorn's ClientDisconnected); nothing to answer
+        finally:
+            await self.release()
