@@ -102,7 +102,7 @@ class UpObservationData(msgspec.Struct, Generic[ObsT]):
     """An observation with its reward and done flag lifted out (also an HTTP response body)."""
 
     observation: ObsT
-    reward: float | None = None
+    reward: float | bool | None = None  # upstream allows a bool reward; read it as 0.0 / 1.0
     done: bool = False
 
 

@@ -124,7 +124,9 @@ class UpstreamClientCodec:
             data = reply.data
             observation = data.observation
             # Upstream lifts reward and done out of the observation; ours carries them inside.
-            observation.reward, observation.done = data.reward, data.done
+            reward = data.reward
+            observation.reward = float(reward) if reward.__class__ is bool else reward
+            observation.done = data.done
             return Result(id=self._pending, observation=observation)
         if reply.__class__ is UpStateReply:
             return StateReply(id=self._pending, state=reply.data)
