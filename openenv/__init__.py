@@ -17,6 +17,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Action": "openenv.types",
+    "ActionTypeError": "openenv.exceptions",
+    "AddressError": "openenv.exceptions",
     "AsyncEnv": "openenv.launch",
     "AsyncEnvClient": "openenv.client",
     "AuthenticationError": "openenv.exceptions",
@@ -29,6 +31,7 @@ _EXPORTS = {
     "Env": "openenv.launch",
     "EnvClient": "openenv.client",
     "EnvError": "openenv.exceptions",
+    "EnvMismatchError": "openenv.exceptions",
     "EnvPool": "openenv.launch",
     "EnvTimeoutError": "openenv.exceptions",
     "Episode": "openenv.launch",
@@ -54,6 +57,8 @@ _EXPORTS = {
 
 __all__ = [
     "Action",
+    "ActionTypeError",
+    "AddressError",
     "AsyncEnv",
     "AsyncEnvClient",
     "AuthenticationError",
@@ -66,6 +71,7 @@ __all__ = [
     "Env",
     "EnvClient",
     "EnvError",
+    "EnvMismatchError",
     "EnvPool",
     "EnvTimeoutError",
     "Episode",
@@ -108,11 +114,14 @@ if TYPE_CHECKING:
     from openenv.client import AsyncEnvClient, EnvClient
     from openenv.endpoint import Endpoint
     from openenv.exceptions import (
+        ActionTypeError,
+        AddressError,
         AuthenticationError,
         CapacityError,
         ConnectError,
         ConnectionLostError,
         EnvError,
+        EnvMismatchError,
         EnvTimeoutError,
         ErrorCode,
         InvalidActionError,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from openenv.exceptions import AddressError
+
 __all__ = ["Endpoint"]
 
 _UNIX_SCHEMES = ("unix://", "ws+unix://")
@@ -27,7 +29,11 @@ class Endpoint:
 
     @classmethod
     def parse(cls, address: str, token: str | None = None) -> Endpoint:
-        """Read ``ws://host:port[/ws]``, ``http://…`` or ``unix:///path/to.sock``."""
+        """Read ``ws://host:port[/ws]``, ``http://…`` or ``unix:///path/to.sock``.
+
+        Raises:
+            AddressError: ``address`` is none of these (a bare ``host:port`` included).
+        """
         for scheme in _UNIX_SCHEMES:
             if address.startswith(scheme):
                 return cls("ws://localhost/ws", address.removeprefix(scheme), token)
@@ -35,7 +41,11 @@ class Endpoint:
         if parts.scheme in ("http", "https"):
             parts = parts._replace(scheme="ws" if parts.scheme == "http" else "wss")
         if parts.scheme not in ("ws", "wss") or not parts.netloc:
-            raise ValueError(f"not an env server address: {address!r} (want ws://host:port)")
+            hint = f"; did you mean 'ws://{address}'?" if "://" not in address else ""
+            raise AddressError(
+                f"not an env server address: {address!r}: want ws://host:port, "
+                f"http://host:port or unix:///path/to.sock{hint}"
+            )
         if parts.path in ("", "/"):
             parts = parts._replace(path="/ws")
         return cls(parts.geturl(), None, token)

@@ -3,11 +3,14 @@
 ::
 
     OpenEnvError
+    ├── AddressError            not an env server address (also a ``ValueError``)
     ├── ConnectError            could not open a session (refused, unreachable, handshake failed)
     │   ├── AuthenticationError the server refused the bearer token
-    │   └── CapacityError       the server is serving its maximum number of sessions
+    │   ├── CapacityError       the server is serving its maximum number of sessions
+    │   └── EnvMismatchError    the server serves another env than the client's
     ├── ConnectionLostError     the session's connection dropped (server or container gone)
     ├── EnvTimeoutError         a call got no reply in time (also a ``TimeoutError``)
+    ├── ActionTypeError         ``step`` got an action of another type (also a ``TypeError``)
     ├── ProtocolError           the peer sent something outside the protocol
     │   └── VersionMismatchError  the server speaks another protocol version
     ├── RemoteError             the server answered a request with an ``Error`` reply
@@ -17,7 +20,10 @@
     │   ├── EnvError              the environment itself raised
     │   └── ServerTimeoutError    the environment exceeded the server's step time limit
     ├── ProviderError           a provider could not start or stop an env server
-    └── PoolError               an env pool could not serve a request
+    ├── PoolError               an env pool could not serve a request
+    ├── EnvNotFoundError        no env package, ``module:app`` or registered env by that name
+    ├── ServeError              ``openenv serve`` cannot listen (address in use, live socket)
+    └── BuildError              ``openenv build`` could not build an env image
 
 Transport errors from the libraries underneath are mapped at the client boundary and chained
 (``raise ConnectionLostError(...) from exc``), so callers only ever catch these. Each carries
@@ -30,11 +36,16 @@ from __future__ import annotations
 from enum import StrEnum
 
 __all__ = [
+    "ActionTypeError",
+    "AddressError",
     "AuthenticationError",
+    "BuildError",
     "CapacityError",
     "ConnectError",
     "ConnectionLostError",
     "EnvError",
+    "EnvMismatchError",
+    "EnvNotFoundError",
     "EnvTimeoutError",
     "ErrorCode",
     "InvalidActionError",
@@ -45,6 +56,7 @@ __all__ = [
     "ProtocolError",
     "ProviderError",
     "RemoteError",
+    "ServeError",
     "ServerTimeoutError",
     "VersionMismatchError",
     "remote_error",
@@ -95,6 +107,43 @@ class AuthenticationError(ConnectError):
 
 class CapacityError(ConnectError):
     """The server already serves its maximum number of sessions; retry later or elsewhere."""
+
+
+class EnvMismatchError(ConnectError):
+    """The server's greeting names other env types than the client was declared with (e.g. a
+    ``CodingEnv`` client connected to an echo server).
+
+    Attributes:
+        expected: the client's action type name, e.g. ``"CodeAction"``.
+        actual: the server's action type name, e.g. ``"EchoAction"``.
+        server_env: the env name the server announced, e.g. ``"echo_env"``.
+    """
+
+    def __init__(self, message: str, *, expected: str, actual: str, server_env: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+        self.server_env = server_env
+
+
+class AddressError(OpenEnvError, ValueError):
+    """Not an env server address; the message names the accepted forms
+    (``ws://host:port``, ``http://host:port``, ``unix:///path/to.sock``)."""
+
+
+class ActionTypeError(OpenEnvError, TypeError):
+    """``step`` was given an action of another type than the client's ``action_type``
+    (checked on the client, before anything is sent).
+
+    Attributes:
+        expected: the client's action type.
+        actual: the type of the action given.
+    """
+
+    def __init__(self, message: str, *, expected: type, actual: type) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
 
 
 class ConnectionLostError(OpenEnvError):
@@ -205,6 +254,21 @@ class ProviderError(OpenEnvError):
 
 class PoolError(OpenEnvError):
     """An env pool could not serve a request (closed, or no env could be started)."""
+
+
+class EnvNotFoundError(OpenEnvError):
+    """No env by that name: not an importable env package, ``module:app`` or a name registered
+    under the ``openenv.envs`` entry point."""
+
+
+class ServeError(OpenEnvError):
+    """``openenv serve`` cannot listen where it was asked to: the port is in use, or another
+    server answers on the unix socket."""
+
+
+class BuildError(OpenEnvError):
+    """``openenv build`` could not build an env image (no Dockerfile, wheels failed to build,
+    the base image is missing, or a build step failed)."""
 
 
 _REMOTE_BY_CODE: dict[ErrorCode, type[RemoteError]] = {

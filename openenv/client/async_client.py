@@ -16,9 +16,11 @@ from openenv.client.deadline import Deadline
 from openenv.client.upstream import UPSTREAM_HELLO, UpstreamClientCodec
 from openenv.endpoint import Endpoint
 from openenv.exceptions import (
+    ActionTypeError,
     AuthenticationError,
     ConnectError,
     ConnectionLostError,
+    EnvMismatchError,
     EnvTimeoutError,
     ProtocolError,
     VersionMismatchError,
@@ -151,7 +153,14 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         return _step_result(await self._call(request))
 
     async def step(self, action: ActT) -> StepResult[ObsT]:
-        """Apply ``action``; returns the observation, reward and done flag."""
+        """Apply ``action``; returns the observation, reward and done flag.
+
+        Raises:
+            ActionTypeError: ``action`` is not an instance of the client's ``action_type``
+                (checked here, before anything is sent).
+        """
+        if action.__class__ is not self.action_type and not isinstance(action, self.action_type):
+            raise _wrong_action(self.action_type, action)
         return _step_result(await self._call(Step(id=next(self._ids), action=action)))
 
     async def state(self) -> StateT:
@@ -334,7 +343,34 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
                 server_version=greeting.protocol,
                 client_version=PROTOCOL_VERSION,
             )
+        self._check_env(greeting)
         return greeting
+
+    def _check_env(self, hello: Hello) -> None:
+        """Fail at connect when the server serves another env than this client's types say.
+
+        Compared by the names of the action and observation types in the greeting's schemas
+        (once per session, not per step). A client with the base ``Action`` type (a generic
+        ``AsyncEnvClient``) talks to any env and checks nothing.
+        """
+        if self.action_type is Action:
+            return
+        for mine, schema in (
+            (self.action_type, hello.action_schema),
+            (self.observation_type, hello.observation_schema),
+        ):
+            theirs = _schema_name(schema)
+            if theirs is not None and theirs != mine.__name__:
+                server_action = _schema_name(hello.action_schema) or "?"
+                raise EnvMismatchError(
+                    f"{type(self).__name__} expects an env whose action is "
+                    f"{self.action_type.__name__}, but {self.endpoint} serves {hello.env} "
+                    f"(action {server_action}): connect the client of that env, or start the "
+                    "right image",
+                    expected=self.action_type.__name__,
+                    actual=server_action,
+                    server_env=hello.env,
+                )
 
 
 _CODECS: dict[tuple[type[Any], type[Any]], Codec] = {}
@@ -346,6 +382,24 @@ def _codec_for(observation_type: type[Any], state_type: type[Any]) -> Codec:
     if key not in _CODECS:
         _CODECS[key] = Codec(reply_type(observation_type, state_type))
     return _CODECS[key]
+
+
+def _schema_name(schema: dict[str, Any]) -> str | None:
+    """The type name a msgspec JSON Schema refers to (``#/$defs/EchoAction`` -> EchoAction)."""
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        return ref.rsplit("/", 1)[-1]
+    title = schema.get("title")
+    return title if isinstance(title, str) else None
+
+
+def _wrong_action(expected: type[Action], action: object) -> ActionTypeError:
+    actual = type(action)
+    return ActionTypeError(
+        f"step() expected {expected.__name__}, got {actual.__name__}",
+        expected=expected,
+        actual=actual,
+    )
 
 
 def _check_stale(reply: Any, request_id: int) -> None:
