@@ -6,7 +6,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-__all__ = ["main"]
+from openenv.exceptions import EnvNotFoundError, OpenEnvError
+
+__all__ = ["EXIT_CODES", "main"]
+
+EXIT_CODES = """exit codes:
+  0    success
+  1    the command failed; one line on stderr says why (address in use, an env server
+       or container that would not start, a failed image build, no Docker daemon, ...)
+  2    usage error: bad arguments, or no env by that name
+  130  interrupted (Ctrl-C)
+"""
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -34,6 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
         ready_fd=args.ready_fd,
         ready_file=args.ready_file,
         watch_parent=args.watch_parent,
+        log_level=args.log_level,
     )
     return 0
 
@@ -106,7 +117,12 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="openenv", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="openenv",
+        description=__doc__,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser(
@@ -125,6 +141,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--ready-file", help=argparse.SUPPRESS)
     serve.add_argument("--watch-parent", action="store_true", help="exit when stdin closes")
+    serve.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="warning",
+        help="info: sessions opened and closed, env errors; warning: refused sessions, "
+        "step time-outs (default). Tokens are never logged.",
+    )
     serve.add_argument(
         "--insecure-no-token",
         action="store_true",
@@ -189,6 +212,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the ``openenv`` command."""
+    """Run the ``openenv`` command; every expected failure is one line on stderr and an exit
+    code from :data:`EXIT_CODES`, never a traceback."""
     args = _parser().parse_args(argv)
-    sys.exit(args.handler(args))
+    sys.exit(run(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed command; returns its exit code."""
+    try:
+        code: int = args.handler(args)
+        return code
+    except KeyboardInterrupt:
+        return 130
+    except EnvNotFoundError as exc:
+        _fail(args.command, exc)
+        return 2
+    except OpenEnvError as exc:
+        _fail(args.command, exc)
+        return 1
+
+
+def _fail(command: str, error: BaseException) -> None:
+    print(f"openenv {command}: {error}", file=sys.stderr)

@@ -11,22 +11,19 @@ registers itself (``echo = "envs.echo_env"`` in this project's ``pyproject.toml`
 
 from __future__ import annotations
 
-import importlib
 import typing
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any
 
 import msgspec
 
+from openenv.exceptions import EnvNotFoundError
 from openenv.launch.envs import AsyncEnv
+from openenv.registry import import_env_module, module_path
 from openenv.types import Action
 
 __all__ = ["EnvSpec", "resolve_env"]
-
-ENTRY_POINT_GROUP = "openenv.envs"
-
 
 @dataclass(frozen=True)
 class EnvSpec:
@@ -58,25 +55,18 @@ def resolve_env(name: str) -> EnvSpec:
     """The env registered as ``name``, or the env package at module path ``name``.
 
     Raises:
-        ValueError: nothing is registered under that name and no such package exports an
-            ``AsyncEnv`` subclass.
+        EnvNotFoundError: nothing is registered under that name and no such package exports
+            an ``AsyncEnv`` subclass.
     """
-    registered = {point.name: point.value for point in entry_points(group=ENTRY_POINT_GROUP)}
-    app = registered.get(name, name)
-    try:
-        module = importlib.import_module(app)
-    except ImportError as exc:
-        known = ", ".join(sorted(registered)) or "none"
-        raise ValueError(
-            f"no env {name!r}: not a registered name ({known}) nor an importable package ({exc})"
-        ) from None
+    app = module_path(name)
+    module = import_env_module(name)
     clients = [
         value
         for value in vars(module).values()
         if isinstance(value, type) and issubclass(value, AsyncEnv) and value.server_app
     ]
     if len(clients) != 1:
-        raise ValueError(
+        raise EnvNotFoundError(
             f"{app} must export exactly one AsyncEnv subclass with a server_app, "
             f"found {len(clients)}"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import uuid
 from typing import Any
 
@@ -31,6 +32,8 @@ from openenv.server.upstream import UpstreamCodec, UpstreamSession
 from openenv.upstream import UpstreamCode
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("openenv.server")
 
 
 class _EnvServer:
@@ -70,6 +73,7 @@ class _EnvServer:
         await receive()  # websocket.connect
         if not self.authorized(scope):
             # Closing before accept refuses the handshake (HTTP 403): no env is ever created.
+            log.warning("refused a session from %s: missing or wrong token", _peer(scope))
             await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
             return
         # The dialect is chosen here: our SDK asks for our subprotocol, anything else (upstream
@@ -79,21 +83,33 @@ class _EnvServer:
             return
         await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
         if self.active_sessions >= self.config.max_sessions:
+            log.warning("refused a session from %s: at capacity", _peer(scope))
             await self._refuse_capacity(send)
             return
         self.active_sessions += 1
         self.sessions_served += 1
+        session_id = uuid.uuid4().hex
+        log.info(
+            "session %s opened from %s (%d active)",
+            session_id,
+            _peer(scope),
+            self.active_sessions,
+        )
         try:
             env = self.env_cls(**self.env_kwargs)
             hello = Hello(
                 protocol=PROTOCOL_VERSION,
                 env=self.env_cls.env_name(),
-                session_id=uuid.uuid4().hex,
+                session_id=session_id,
                 **self.schemas,
             )
             await Session(receive, send, env, self.codec, hello, self.config).run()
+        except Exception:
+            log.exception("session %s failed", session_id)
+            raise
         finally:
             self.active_sessions -= 1
+            log.info("session %s closed (%d active)", session_id, self.active_sessions)
 
     async def _refuse_capacity(self, send: Send) -> None:
         limit = self.config.max_sessions
@@ -150,6 +166,11 @@ class _EnvServer:
                 **self.schemas,
             }
         )
+
+
+def _peer(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "a unix socket"
 
 
 def create_app(

@@ -5,14 +5,22 @@ port 0): on stdout for a person, or as one line on ``ready_fd`` for the provider
 Across a container boundary it writes that line to ``ready_file`` instead.
 With ``watch_parent`` it exits when its stdin closes, i.e. when the process that started it is
 gone, so no server outlives the client that started it.
+
+The listening socket is bound here, before uvicorn starts, so that a busy port or a live unix
+socket is one clear :class:`~openenv.exceptions.ServeError`. A unix socket file is removed when
+the server exits; a stale one (nothing answers there) is replaced, a live one is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
+import errno
 import ipaddress
+import logging
 import os
+import signal
+import socket
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -20,26 +28,45 @@ from typing import Any
 
 import uvicorn
 
+from openenv.exceptions import EnvNotFoundError, ServeError
+from openenv.registry import import_env_module
 from openenv.server.config import ServerConfig
 from openenv.server.ws_protocol import EnvWebSocketProtocol
 
-__all__ = ["exit_when_stdin_closes", "is_loopback", "load_app", "serve", "uvicorn_config"]
+__all__ = [
+    "bind_socket",
+    "exit_when_stdin_closes",
+    "is_loopback",
+    "load_app",
+    "serve",
+    "uvicorn_config",
+]
 _HARD_EXIT_AFTER_S = 3.0
+_PROBE_TIMEOUT_S = 1.0
 
 
 def load_app(target: str) -> Any:
     """Find the ASGI app for ``target``.
 
     ``target`` is ``module:attribute``, an env package (``envs.echo_env``, whose app is
-    ``envs.echo_env.server.app:app``) or that package's path (``envs/echo_env``).
+    ``envs.echo_env.server.app:app``), that package's path (``envs/echo_env``) or a registered
+    env name (``echo``).
+
+    Raises:
+        EnvNotFoundError: no such module or attribute.
     """
     if ":" in target:
         module_name, _, attribute = target.partition(":")
-        return getattr(importlib.import_module(module_name), attribute)
-    module_name = target.rstrip("/").replace(os.sep, ".").removesuffix(".py")
-    if Path(target).is_dir():
-        sys.path.insert(0, os.getcwd())
-    return importlib.import_module(f"{module_name}.server.app").app
+        module = import_env_module(module_name)
+    else:
+        from openenv.registry import module_path
+
+        module_name, attribute = f"{module_path(target)}.server.app", "app"
+        module = import_env_module(target, module_name)
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise EnvNotFoundError(f"{module_name} has no attribute {attribute!r}") from None
 
 
 def is_loopback(host: str) -> bool:
@@ -92,24 +119,134 @@ def serve(
     ready_fd: int | None = None,
     ready_file: str | None = None,
     watch_parent: bool = False,
+    log_level: str = "warning",
 ) -> None:
-    """Serve ``target`` (an app or a :func:`load_app` string) until interrupted."""
+    """Serve ``target`` (an app or a :func:`load_app` string) until interrupted.
+
+    Raises:
+        EnvNotFoundError: ``target`` names no env.
+        ServeError: the address is in use (or a live server answers on ``uds``).
+    """
+    _log_to_stderr(log_level)
     app = load_app(target) if isinstance(target, str) else target
-    server = uvicorn.Server(uvicorn_config(app, host, port, uds))
-    if watch_parent:
-        exit_when_stdin_closes(server)
-    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
-        runner.run(_serve_and_announce(server, uds, ready_fd, ready_file))
+    server = uvicorn.Server(uvicorn_config(app, host, port, uds, log_level=log_level))
+    sock = bind_socket(host, port, uds)
+    bound = os.stat(uds) if uds is not None else None
+    terminated = _note_sigterm()
+    try:
+        if watch_parent:
+            exit_when_stdin_closes(server)
+        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+            runner.run(_serve_and_announce(server, sock, uds, ready_fd, ready_file))
+    finally:
+        sock.close()
+        if uds is not None and bound is not None:
+            _remove_socket_file(uds, bound)
+    if terminated:
+        # uvicorn shut down gracefully on SIGTERM and passed the signal on to us; now that the
+        # socket file is gone, end the way SIGTERM ends a process.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
+
+
+def _note_sigterm() -> list[int]:
+    """Record SIGTERM instead of dying at once: uvicorn handles it while it serves, then
+    re-raises it to the handler it found, which would end the process before clean-up."""
+    received: list[int] = []
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    return received
+
+
+def _log_to_stderr(level: str) -> None:
+    """Sessions opened and closed (info), env errors (info; tracebacks at debug), refused
+    handshakes and failures (warning) from the ``openenv.server`` logger. Tokens never appear."""
+    logger = logging.getLogger("openenv")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
+
+
+def bind_socket(host: str, port: int, uds: str | None) -> socket.socket:
+    """A listening socket on ``uds`` or ``host:port``.
+
+    A unix socket file left by a server that is gone is replaced; one where a server still
+    answers is refused.
+
+    Raises:
+        ServeError: the port is in use, another server answers on ``uds``, or ``uds`` is
+            something else than a socket.
+    """
+    if uds is not None:
+        _clear_stale_socket(uds)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(uds)
+        except OSError as exc:
+            sock.close()
+            raise ServeError(f"cannot listen on {uds}: {exc.strerror or exc}") from None
+        os.chmod(uds, 0o666)  # as uvicorn does: a host user reaches a container's socket
+        sock.listen(2048)
+        return sock
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ServeError(
+                f"cannot listen on {host}:{port}: the address is in use (another server?); "
+                "pick another --port, or --port 0 for any free one"
+            ) from None
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _clear_stale_socket(path: str) -> None:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ServeError(f"cannot listen on {path}: it exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(_PROBE_TIMEOUT_S)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        os.unlink(path)  # stale: its server is gone
+        return
+    except OSError:
+        pass  # it exists and does not refuse: treat it as live
+    finally:
+        probe.close()
+    raise ServeError(
+        f"cannot listen on {path}: another server answers there; stop it or pick another --uds"
+    )
+
+
+def _remove_socket_file(path: str, bound: os.stat_result) -> None:
+    """Remove our socket file, unless another server has replaced it since."""
+    try:
+        now = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if (now.st_dev, now.st_ino) == (bound.st_dev, bound.st_ino):
+        os.unlink(path)
 
 
 async def _serve_and_announce(
-    server: uvicorn.Server, uds: str | None, ready_fd: int | None, ready_file: str | None
+    server: uvicorn.Server,
+    sock: socket.socket,
+    uds: str | None,
+    ready_fd: int | None,
+    ready_file: str | None,
 ) -> None:
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
             await task  # re-raise why start-up failed
-            raise SystemExit("server stopped during start-up")
+            raise ServeError("the server stopped during start-up")
         await asyncio.sleep(0.005)
     url = _ws_url(server, uds)
     if ready_fd is not None:

@@ -178,8 +178,10 @@ class Session:
                     f"the environment exceeded the server's {limit} s step limit; session closed"
                 )
                 error = Error(code=ErrorCode.TIMEOUT, message=message, id=request_id)
+                log.warning("session %s: %s", self._hello.session_id, message)
                 raise _Answer(error, CloseCode.INTERNAL_ERROR) from None
-            log.debug("env raised in session %s", self._hello.session_id, exc_info=True)
+            log.info("env raised in session %s: %r", self._hello.session_id, exc)
+            log.debug("traceback of the env error", exc_info=True)
             message = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
             raise _Answer(Error(code=ErrorCode.ENV_ERROR, message=message, id=request_id)) from exc
 
