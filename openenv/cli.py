@@ -51,12 +51,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     import asyncio
-    from pathlib import Path
 
-    from openenv.images import build_image
+    from openenv.images import build_image, env_dir_of
 
-    for env_dir in args.env_dirs:
-        report = asyncio.run(build_image(Path(env_dir), tag=args.tag, base_image=args.base_image))
+    env_dirs = [env_dir_of(name) for name in args.env_dirs]  # every name checked up front
+    if args.tag and len(env_dirs) > 1:
+        print("openenv build: --tag names one image; build one env at a time", file=sys.stderr)
+        return 2
+    for env_dir in env_dirs:
+        report = asyncio.run(build_image(env_dir, tag=args.tag, base_image=args.base_image))
         print(
             f"built {report.tag}: {report.size_bytes / 1e6:.0f} MB in "
             f"{report.wheels_s + report.build_s:.1f} s "
@@ -158,13 +161,19 @@ def _parser() -> argparse.ArgumentParser:
     build = commands.add_parser(
         "build",
         help="build env images hermetically",
-        description="Build ENV_DIR/server/Dockerfile with the repository root as context: wheels "
-        "are built on the host, installed in the image with pip --no-index, and the build has no "
-        "network. Run from the repository root.",
+        description="Build the image of each ENV (a registered name such as echo, an env "
+        "package such as envs.coding_env, or its directory) from its server/Dockerfile: this "
+        "project's wheel and the wheels it needs are gathered on the host (cached in "
+        "~/.cache/openenv/wheelhouse), installed in the image with pip --no-index, and the "
+        "build has no network. Works from any directory, from a checkout or a wheel install.",
     )
-    build.add_argument("env_dirs", nargs="+", metavar="ENV_DIR")
+    build.add_argument("env_dirs", nargs="+", metavar="ENV")
     build.add_argument("--tag", help="image tag (default: <env-name>:latest, e.g. echo-env:latest)")
-    build.add_argument("--base-image", default="python:3.11-slim")
+    build.add_argument(
+        "--base-image",
+        help="image to build FROM (default: openenv-base:bookworm when this machine has it, "
+        "as made by `make base-image`; else python:3.11-slim)",
+    )
     build.set_defaults(handler=_build)
 
     bench = commands.add_parser(

@@ -1,33 +1,61 @@
-"""``openenv build``: hermetic env images.
+"""``openenv build``: hermetic env images, from a checkout or from an installed wheel alike.
 
-Wheels for the project and its server-side dependencies are built on the host
-(``pip wheel`` into ``.build/wheelhouse``); the image installs them with ``pip --no-index``, and
-the build itself runs with no network. The build context is the repository root, filtered to
-what ``.dockerignore`` lets through.
+The build context holds the env's Dockerfile and a wheelhouse: this project's wheel, packed from
+the installed ``openenv`` and ``envs`` packages (so an editable install packs the working tree,
+and a wheel install needs no checkout), and the wheels of everything it needs server-side
+(``pip wheel``, cached in ``~/.cache/openenv/wheelhouse``). The image installs them with
+``pip --no-index``; the build itself runs with no network. The install stage's image is removed
+afterwards (by a per-build label), so builds leave no dangling ``<none>`` images.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import importlib
 import io
 import json
+import os
+import re
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
+import uuid
+import zipfile
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any
 
 import aiodocker
 
-from openenv.exceptions import ProviderError
+from openenv.exceptions import BuildError, EnvNotFoundError
 from openenv.progress import Progress
+from openenv.registry import import_env_module
 
-__all__ = ["BuildReport", "build_image", "default_tag", "wheelhouse"]
+__all__ = [
+    "DIST_NAME",
+    "LOCAL_BASE_IMAGE",
+    "BuildReport",
+    "build_image",
+    "default_base_image",
+    "default_tag",
+    "env_dir_of",
+    "project_wheel",
+    "wheelhouse",
+]
 
+DIST_NAME = "openenv-rl"
+LOCAL_BASE_IMAGE = "openenv-base:bookworm"  # made by `make base-image` where no registry is
+_FALLBACK_BASE_IMAGE = "python:3.11-slim"
 # Everything any env image installs; one wheelhouse serves them all.
 _EXTRAS = "server,coding"
+_PACKAGES = ("openenv", "envs")
+_BUILD_LABEL = "openenv.build"
+_CONTEXT_WHEELS = ".build/wheelhouse"
 
 
 @dataclass(frozen=True)
@@ -45,88 +73,211 @@ def default_tag(env_dir: Path) -> str:
     return f"{env_dir.resolve().name.replace('_', '-')}:latest"
 
 
-def wheelhouse(root: Path) -> Path:
-    """Build (or refresh) the wheels of the project and everything it needs server-side."""
-    target = root / ".build" / "wheelhouse"
-    target.mkdir(parents=True, exist_ok=True)
-    for stale in target.glob("openenv-*.whl"):
-        stale.unlink()  # the project's own wheel is rebuilt from the working tree every time
-    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(target)]
-    command += ["--find-links", str(target), f"{root}[{_EXTRAS}]"]
+def env_dir_of(name: str) -> Path:
+    """The directory of the env ``name``: a directory holding ``server/Dockerfile``, an env
+    package's module path (``envs.echo_env``) or a registered name (``echo``).
+
+    Raises:
+        EnvNotFoundError: no such env, or it has no ``server/Dockerfile``.
+    """
+    given = Path(name)
+    if (given / "server" / "Dockerfile").is_file():
+        return given.resolve()
+    module = import_env_module(name)
+    env_dir = Path(module.__path__[0] if hasattr(module, "__path__") else str(module.__file__))
+    if not (env_dir / "server" / "Dockerfile").is_file():
+        raise EnvNotFoundError(f"env {name!r} has no server/Dockerfile (looked in {env_dir})")
+    return env_dir
+
+
+def default_cache() -> Path:
+    """Where third-party wheels are kept between builds."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "openenv" / "wheelhouse"
+
+
+def project_wheel(target: Path) -> Path:
+    """Pack this project's wheel from its installed packages into ``target``.
+
+    Works from an editable install (it packs the working tree) and from a wheel install (no
+    checkout needed), with the installed metadata, so the image gets the same entry points.
+    """
+    try:
+        dist = distribution(DIST_NAME)
+    except PackageNotFoundError:
+        raise BuildError(f"{DIST_NAME} is not installed; cannot pack its wheel") from None
+    stem = f"{re.sub(r'[-_.]+', '_', DIST_NAME)}-{dist.version}"
+    files: dict[str, bytes] = {}
+    for package in _PACKAGES:
+        root = Path(importlib.import_module(package).__path__[0])
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                files[f"{package}/{path.relative_to(root).as_posix()}"] = path.read_bytes()
+    info = f"{stem}.dist-info"
+    files[f"{info}/METADATA"] = (dist.read_text("METADATA") or "").encode()
+    files[f"{info}/entry_points.txt"] = (dist.read_text("entry_points.txt") or "").encode()
+    files[f"{info}/top_level.txt"] = "\n".join(_PACKAGES).encode() + b"\n"
+    files[f"{info}/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: openenv build\nRoot-Is-Purelib: true\n"
+        b"Tag: py3-none-any\n"
+    )
+    record = [f"{name},sha256={_digest(data)},{len(data)}" for name, data in files.items()]
+    files[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
+    wheel = target / f"{stem}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return wheel
+
+
+def _digest(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def wheelhouse(own: Path, cache: Path) -> Path:
+    """The wheel ``own`` plus every wheel it needs server-side, gathered in ``cache``.
+
+    Raises:
+        BuildError: pip could not build or fetch a dependency.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(cache)]
+    command += ["--find-links", str(cache), f"{own}[{_EXTRAS}]"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        raise ProviderError(f"building wheels failed:\n{done.stderr[-3000:]}")
-    return target
+        raise BuildError(f"building wheels failed: {_last_line(done.stderr)}")
+    return cache
 
 
-def _context(root: Path, dockerfile: Path) -> io.BytesIO:
-    """The build context: the Dockerfile and the wheelhouse, at their repository paths."""
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def _context(dockerfile: Path, wheels: Path, own: Path) -> bytes:
+    """The build context: the Dockerfile, the cached dependencies and our own wheel."""
     buffer = io.BytesIO()
+    ours = re.sub(r"[-_.]+", "_", DIST_NAME) + "-"
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(dockerfile, arcname=str(dockerfile.relative_to(root)))
-        tar.add(root / ".build" / "wheelhouse", arcname=".build/wheelhouse")
-    buffer.seek(0)
-    return buffer
+        tar.add(dockerfile, arcname="Dockerfile")
+        for wheel in sorted(wheels.glob("*.whl")):
+            if not wheel.name.startswith(ours):  # another build's copy of our wheel
+                tar.add(wheel, arcname=f"{_CONTEXT_WHEELS}/{wheel.name}")
+        tar.add(own, arcname=f"{_CONTEXT_WHEELS}/{own.name}")
+    return buffer.getvalue()
+
+
+async def default_base_image() -> str:
+    """The local base image (``make base-image``) when this machine has it, else the
+    registry's ``python:3.11-slim``."""
+    try:
+        async with aiodocker.Docker() as docker:
+            await docker.images.inspect(LOCAL_BASE_IMAGE)
+    except (aiodocker.DockerError, OSError, ValueError):
+        return _FALLBACK_BASE_IMAGE
+    return LOCAL_BASE_IMAGE
 
 
 async def build_image(
     env_dir: Path,
     *,
     tag: str | None = None,
-    base_image: str = "python:3.11-slim",
-    root: Path | None = None,
+    base_image: str | None = None,
+    cache: Path | None = None,
     show_progress: bool = True,
 ) -> BuildReport:
-    """Build ``env_dir/server/Dockerfile`` into ``tag`` (default ``<env-name>:latest``)."""
-    root = (root or Path.cwd()).resolve()
+    """Build ``env_dir/server/Dockerfile`` into ``tag`` (default ``<env-name>:latest``).
+
+    Raises:
+        BuildError: no Dockerfile, wheels failed to build, no Docker daemon, the base image is
+            missing and cannot be pulled, or a build step failed.
+    """
     env_dir = env_dir.resolve()
     dockerfile = env_dir / "server" / "Dockerfile"
     if not dockerfile.is_file():
-        raise ProviderError(f"{dockerfile} does not exist")
+        raise BuildError(f"{dockerfile} does not exist")
     tag = tag or default_tag(env_dir)
+    base_image = base_image or await default_base_image()
     started = time.monotonic()
-    with Progress(f"{tag}: building wheels", enabled=show_progress, plain_lines=True) as progress:
-        await asyncio.to_thread(wheelhouse, root)
+    with (
+        Progress(f"{tag}: building wheels", enabled=show_progress, plain_lines=True) as progress,
+        tempfile.TemporaryDirectory(prefix="openenv-build-") as scratch,
+    ):
+        own = await asyncio.to_thread(project_wheel, Path(scratch))
+        wheels = await asyncio.to_thread(wheelhouse, own, cache or default_cache())
         wheels_s = time.monotonic() - started
         progress.update(description=f"{tag}: building image from {base_image}")
-        async with aiodocker.Docker() as docker:
-            await _build(docker, root, dockerfile, tag, base_image, progress)
-            size = (await docker.images.inspect(tag))["Size"]
+        context = _context(dockerfile, wheels, own)
+        try:
+            async with aiodocker.Docker() as docker:
+                await _build(docker, context, tag, base_image, progress)
+                size = (await docker.images.inspect(tag))["Size"]
+        except (aiodocker.DockerError, OSError, ValueError) as exc:
+            raise BuildError(f"building {tag} failed: {exc}") from exc
     return BuildReport(tag, int(size), wheels_s, time.monotonic() - started - wheels_s)
 
 
 async def _build(
-    docker: aiodocker.Docker,
-    root: Path,
-    dockerfile: Path,
-    tag: str,
-    base_image: str,
-    progress: Progress,
+    docker: aiodocker.Docker, context: bytes, tag: str, base_image: str, progress: Progress
 ) -> None:
+    build_id = uuid.uuid4().hex
+    have_base = await _exists(docker, base_image)
     params = {
         "t": tag,
-        "dockerfile": str(dockerfile.relative_to(root)),
-        "buildargs": json.dumps({"BASE_IMAGE": base_image}),
+        "dockerfile": "Dockerfile",
+        "buildargs": json.dumps({"BASE_IMAGE": base_image, "OPENENV_BUILD": build_id}),
         "networkmode": "none",  # hermetic: everything comes from the wheelhouse
         "rm": "1",
         "forcerm": "1",
     }
-    # aiodocker's images.build() cannot set networkmode, so this calls its request helper.
-    response = docker._query(
-        "build",
-        "POST",
-        params=params,
-        headers={"content-type": "application/x-tar"},
-        data=_context(root, dockerfile).getvalue(),
-        timeout=docker._resolve_long_running_timeout(None),
-    )
-    async with response as resp:
-        async for line in resp.content:
-            if not line.strip():
-                continue
-            event: dict[str, Any] = json.loads(line)
-            if "error" in event:
-                raise ProviderError(f"building {tag} failed: {event['error'].strip()}")
-            text = str(event.get("stream", "")).strip()
-            if text.startswith("Step "):
-                progress.update(description=f"{tag}: {text}")
+    try:
+        # aiodocker's images.build() cannot set networkmode, so this calls its request helper.
+        response = docker._query(
+            "build",
+            "POST",
+            params=params,
+            headers={"content-type": "application/x-tar"},
+            data=context,
+            timeout=docker._resolve_long_running_timeout(None),
+        )
+        async with response as resp:
+            async for line in resp.content:
+                if not line.strip():
+                    continue
+                event: dict[str, Any] = json.loads(line)
+                if "error" in event:
+                    raise BuildError(_build_failure(tag, base_image, have_base, event["error"]))
+                text = str(event.get("stream", "")).strip()
+                if text.startswith("Step "):
+                    progress.update(description=f"{tag}: {text}")
+    finally:
+        await _remove_stage_images(docker, build_id)
+
+
+def _build_failure(tag: str, base_image: str, have_base: bool, error: str) -> str:
+    error = " ".join(error.split())
+    if not have_base:
+        return (
+            f"building {tag} failed: the base image {base_image} is not on this machine and "
+            f"could not be pulled ({error}). Without a registry, make the local base image "
+            f"(`make base-image` in a checkout) and pass --base-image {LOCAL_BASE_IMAGE}"
+        )
+    return f"building {tag} failed: {error}"
+
+
+async def _exists(docker: aiodocker.Docker, image: str) -> bool:
+    try:
+        await docker.images.inspect(image)
+    except aiodocker.DockerError:
+        return False
+    return True
+
+
+async def _remove_stage_images(docker: aiodocker.Docker, build_id: str) -> None:
+    """Remove the install stage's image of this build (untagged, so it would dangle)."""
+    stages = await docker.images.list(filters={"label": [f"{_BUILD_LABEL}={build_id}"]})
+    for image in stages:
+        try:
+            await docker.images.delete(image["Id"], force=True)
+        except aiodocker.DockerError:
+            pass  # already gone
