@@ -86,9 +86,17 @@ def _ps(args: argparse.Namespace) -> int:
 def _prune(args: argparse.Namespace) -> int:
     import asyncio
 
+    from openenv.exceptions import ProviderError
     from openenv.providers.housekeeping import prune
+    from openenv.providers.owners import prune_folders
 
-    removed = asyncio.run(prune(everything=args.all))
+    folders = prune_folders(everything=args.all)
+    print(f"removed {len(folders)} temp folder(s)" + "".join(f"\n  {f}" for f in folders))
+    try:
+        removed = asyncio.run(prune(everything=args.all))
+    except ProviderError as exc:
+        print(f"openenv prune: containers skipped: {exc}", file=sys.stderr)
+        return 1
     print(f"removed {len(removed)} container(s)" + "".join(f"\n  {c[:12]}" for c in removed))
     return 0
 
@@ -213,9 +221,12 @@ def _parser() -> argparse.ArgumentParser:
     ps.set_defaults(handler=_ps)
 
     prune = commands.add_parser(
-        "prune", help="remove managed containers whose owner process is gone"
+        "prune",
+        help="remove managed containers and providers' temp folders whose owner process is gone",
     )
-    prune.add_argument("--all", action="store_true", help="remove every managed container")
+    prune.add_argument(
+        "--all", action="store_true", help="remove every managed container and temp folder"
+    )
     prune.set_defaults(handler=_prune)
     return parser
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -16,10 +17,16 @@ from typing import Any
 import pytest
 import uvicorn
 
-from envs.echo_env.server.echo_environment import EchoEnvironment
-from openenv import procfs
-from openenv.server import ServerConfig, create_app
-from openenv.server.serve import uvicorn_config
+# Every temp folder the tests and their subprocesses make goes here, so that the leak check
+# below sees exactly ours (other programs on the machine have their own openenv-* folders).
+SESSION_TMPDIR = tempfile.mkdtemp(prefix="oe-run-")
+os.environ["TMPDIR"] = SESSION_TMPDIR
+tempfile.tempdir = None
+
+from envs.echo_env.server.echo_environment import EchoEnvironment  # noqa: E402
+from openenv import procfs  # noqa: E402
+from openenv.server import ServerConfig, create_app  # noqa: E402
+from openenv.server.serve import uvicorn_config  # noqa: E402
 
 
 @asynccontextmanager
@@ -137,14 +144,23 @@ def docker_images() -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def nothing_leaks() -> Iterator[None]:
-    """After the whole run, no env server process or container started by a test may remain."""
+    """After the whole run, no env server process, container or provider temp folder started
+    by a test may remain."""
     yield
     for _ in range(50):
-        if not openenv_children() and not our_containers():
+        if not openenv_children() and not our_containers() and not our_folders():
             break
         time.sleep(0.1)
+    folders = our_folders()
+    shutil.rmtree(SESSION_TMPDIR, ignore_errors=True)
     assert openenv_children() == [], "env server processes outlived the test run"
     leftovers = our_containers()
     if leftovers:
         subprocess.run(["docker", "rm", "-f", *leftovers], capture_output=True, timeout=60)
     assert leftovers == [], "containers outlived the test run"
+    assert folders == [], "provider temp folders outlived the test run"
+
+
+def our_folders() -> list[str]:
+    """Provider temp folders (openenv-*) in this run's TMPDIR."""
+    return sorted(str(p) for p in Path(SESSION_TMPDIR).glob("openenv-*"))

@@ -18,7 +18,6 @@ import atexit
 import os
 import secrets
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -30,10 +29,11 @@ from typing import Any, Literal
 
 import aiodocker
 
+from openenv.cleanup import exit_on_sigterm
 from openenv.endpoint import Endpoint
 from openenv.exceptions import ProviderError
 from openenv.providers.base import Provider, ServerHandle
-from openenv.providers.owners import owner_labels
+from openenv.providers.owners import mark_owned, owner_labels
 
 __all__ = ["LocalDockerProvider", "parse_bytes"]
 
@@ -150,7 +150,7 @@ class LocalDockerProvider(Provider):
                 f"cannot create a container of {self.image}: {exc.message}"
             ) from exc
         record = _Container(container.id, workdir)
-        _live.add(container.id, self._docker_url)
+        _live.add(container.id, self._docker_url, workdir)
         try:
             await container.start()
             address = await self._ready_address(container, workdir)
@@ -200,13 +200,14 @@ class LocalDockerProvider(Provider):
         if self._docker is None:
             self._docker = aiodocker.Docker(url=self._docker_url)
             if self._handle_sigterm:
-                _install_signal_cleanup()
+                exit_on_sigterm()
         return self._docker
 
     def _make_workdir(self) -> Path:
         # A private parent (0700) holds the directory mounted into the container, which the
         # container's user must be able to write its socket into.
         parent = Path(tempfile.mkdtemp(prefix="openenv-docker-"))
+        mark_owned(parent, self.pool)  # so that `openenv prune` removes it after a SIGKILL
         shared = parent / "run"
         shared.mkdir()
         uid, _, gid = self.user.partition(":")
@@ -310,25 +311,31 @@ class _LiveContainers:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ids: dict[str, str | None] = {}
+        self._workdirs: dict[str, Path] = {}
 
-    def add(self, container_id: str, docker_url: str | None) -> None:
+    def add(self, container_id: str, docker_url: str | None, workdir: Path) -> None:
         with self._lock:
             self._ids[container_id] = docker_url
+            self._workdirs[container_id] = workdir
 
     def discard(self, container_id: str) -> None:
         with self._lock:
             self._ids.pop(container_id, None)
+            self._workdirs.pop(container_id, None)
 
     def remove_all(self) -> None:
         with self._lock:
             leftovers = dict(self._ids)
+            workdirs = list(self._workdirs.values())
             self._ids.clear()
-        if not leftovers:
-            return
-        # A fresh loop on a fresh thread: the caller's loop may be gone or still running.
-        thread = threading.Thread(target=asyncio.run, args=(_force_remove(leftovers),))
-        thread.start()
-        thread.join(30)
+            self._workdirs.clear()
+        if leftovers:
+            # A fresh loop on a fresh thread: the caller's loop may be gone or still running.
+            thread = threading.Thread(target=asyncio.run, args=(_force_remove(leftovers),))
+            thread.start()
+            thread.join(30)
+        for workdir in workdirs:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def _force_remove(containers: dict[str, str | None]) -> None:
@@ -345,20 +352,3 @@ async def _force_remove(containers: dict[str, str | None]) -> None:
 
 _live = _LiveContainers()
 atexit.register(_live.remove_all)
-
-_signals_installed = False
-
-
-def _install_signal_cleanup() -> None:
-    """Make SIGTERM unwind like Ctrl-C does, so ``finally`` blocks and the exit hook run; only
-    while SIGTERM has its default action, never over the application's own handler."""
-    global _signals_installed
-    if _signals_installed or threading.current_thread() is not threading.main_thread():
-        return
-    _signals_installed = True
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)

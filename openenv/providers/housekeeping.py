@@ -1,4 +1,5 @@
-"""``openenv ps`` and ``openenv prune``: the managed containers on the local daemon."""
+"""``openenv ps`` and ``openenv prune``: the managed containers on the local daemon, and the
+providers' temp folders."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 import aiodocker
 
+from openenv.exceptions import ProviderError
 from openenv.providers.owners import MANAGED_LABEL, POOL_LABEL, owner_alive, owner_pid
 
 __all__ = ["ManagedContainer", "list_managed", "prune"]
@@ -25,10 +27,18 @@ class ManagedContainer:
 
 
 async def list_managed() -> list[ManagedContainer]:
-    """Every container labelled ``openenv.managed=1``, running or not."""
-    async with aiodocker.Docker() as docker:
-        found = await docker.containers.list(all=True, filters={"label": [f"{MANAGED_LABEL}=1"]})
-        infos = await asyncio.gather(*(container.show() for container in found))
+    """Every container labelled ``openenv.managed=1``, running or not.
+
+    Raises:
+        ProviderError: no Docker daemon answers.
+    """
+    try:
+        async with aiodocker.Docker() as docker:
+            labelled = {"label": [f"{MANAGED_LABEL}=1"]}
+            found = await docker.containers.list(all=True, filters=labelled)
+            infos = await asyncio.gather(*(container.show() for container in found))
+    except (aiodocker.DockerError, OSError, ValueError) as exc:
+        raise ProviderError(f"cannot list containers: no Docker daemon answers ({exc})") from exc
     rows = []
     for info in infos:
         labels = info["Config"].get("Labels") or {}

@@ -7,14 +7,25 @@ removes the containers whose owner is gone: the answer to a client killed with S
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from openenv.procfs import start_time
 
-__all__ = ["MANAGED_LABEL", "POOL_LABEL", "owner_alive", "owner_labels", "owner_pid"]
+__all__ = [
+    "MANAGED_LABEL",
+    "POOL_LABEL",
+    "mark_owned",
+    "owner_alive",
+    "owner_labels",
+    "owner_pid",
+    "prune_folders",
+]
 
 MANAGED_LABEL = "openenv.managed"
 _PID = "openenv.owner_pid"
@@ -59,3 +70,28 @@ def owner_alive(labels: Mapping[str, str]) -> bool:
 def owner_pid(labels: Mapping[str, str]) -> str:
     """The owner's pid as written in the labels."""
     return labels.get(_PID, "?")
+
+
+_OWNER_FILE = "owner.json"
+FOLDER_PREFIX = "openenv-"
+
+
+def mark_owned(folder: Path, pool: str) -> None:
+    """Write this process's owner labels into ``folder`` (a provider's temp folder), so that
+    :func:`prune_folders` can tell when it is left over."""
+    (folder / _OWNER_FILE).write_text(json.dumps(owner_labels(pool)))
+
+
+def prune_folders(everything: bool = False, root: Path | None = None) -> list[Path]:
+    """Remove the providers' temp folders (``openenv-*`` in the temp directory, with an owner
+    file) whose owner process is gone, or all of them; returns what was removed."""
+    removed = []
+    for folder in sorted((root or Path(tempfile.gettempdir())).glob(f"{FOLDER_PREFIX}*")):
+        try:
+            labels = json.loads((folder / _OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or not readable by us
+        if everything or not owner_alive(labels):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed

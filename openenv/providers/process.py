@@ -5,21 +5,25 @@ but Python; use the Docker provider for untrusted work."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import secrets
 import shutil
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from openenv import procfs
+from openenv.cleanup import exit_on_sigterm
 from openenv.endpoint import Endpoint
 from openenv.exceptions import ProviderError
 from openenv.providers.base import Provider, ServerHandle
+from openenv.providers.owners import mark_owned
 
 __all__ = ["LocalProcessProvider"]
 
@@ -49,6 +53,10 @@ class LocalProcessProvider(Provider):
         auth: give each server a random token.
         startup_timeout: seconds a server may take to accept sessions.
         python: the interpreter to run servers with.
+        handle_sigterm: make SIGTERM unwind the program like Ctrl-C (``SystemExit(143)``), so
+            that the servers and their temp folders (socket, log) are removed; only while
+            SIGTERM has its default action (see :func:`openenv.cleanup.exit_on_sigterm`).
+            Servers and folders left at interpreter exit are removed by an exit hook.
     """
 
     def __init__(
@@ -60,6 +68,7 @@ class LocalProcessProvider(Provider):
         auth: bool = True,
         startup_timeout: float = 30.0,
         python: str = sys.executable,
+        handle_sigterm: bool = True,
     ) -> None:
         if transport not in ("unix", "tcp"):
             raise ValueError(f"transport must be 'unix' or 'tcp', not {transport!r}")
@@ -69,11 +78,15 @@ class LocalProcessProvider(Provider):
         self.auth = auth
         self.startup_timeout = startup_timeout
         self.python = python
+        self._handle_sigterm = handle_sigterm
         self._children: dict[str, _Child] = {}
         self._handles: dict[str, ServerHandle] = {}
 
     async def start(self) -> ServerHandle:
+        if self._handle_sigterm:
+            exit_on_sigterm()
         workdir = Path(tempfile.mkdtemp(prefix="openenv-"))
+        mark_owned(workdir, "process")  # so that `openenv prune` removes it after a SIGKILL
         token = secrets.token_urlsafe(24) if self.auth else None
         ready_read, ready_write = os.pipe()
         try:
@@ -85,6 +98,7 @@ class LocalProcessProvider(Provider):
         finally:
             os.close(ready_write)
         child = _Child(process, workdir)
+        _live.add(child)
         try:
             address = await self._ready_address(child, ready_read)
         except BaseException:
@@ -178,6 +192,40 @@ async def _terminate(child: _Child) -> None:
     if process.stdin is not None:
         process.stdin.close()
     shutil.rmtree(child.workdir, ignore_errors=True)
+    _live.discard(child)
+
+
+class _LiveChildren:
+    """Servers this process started and has not stopped: killed, and their folders removed, at
+    interpreter exit (e.g. after SIGTERM unwound a sync program whose client loop is gone)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._children: dict[int, _Child] = {}
+
+    def add(self, child: _Child) -> None:
+        with self._lock:
+            self._children[id(child)] = child
+
+    def discard(self, child: _Child) -> None:
+        with self._lock:
+            self._children.pop(id(child), None)
+
+    def remove_all(self) -> None:
+        with self._lock:
+            leftovers = list(self._children.values())
+            self._children.clear()
+        for child in leftovers:
+            if child.process.returncode is None:
+                try:
+                    os.kill(child.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            shutil.rmtree(child.workdir, ignore_errors=True)
+
+
+_live = _LiveChildren()
+atexit.register(_live.remove_all)
 
 
 def _running(process: asyncio.subprocess.Process) -> bool:

@@ -17,6 +17,7 @@ from openenv import AuthenticationError, ConnectionLostError, ProviderError
 from openenv.launch import open_client
 from openenv.providers.docker import LocalDockerProvider, parse_bytes
 from openenv.providers.housekeeping import list_managed, prune
+from openenv.providers.owners import prune_folders
 
 pytestmark = pytest.mark.usefixtures("docker_images")
 
@@ -155,6 +156,7 @@ def test_client_killed_by_a_signal(how: signal.Signals) -> None:
             assert rows[left[0]].owner_alive is False
             removed = asyncio.run(prune())
             assert any(r.startswith(left[0]) for r in removed)
+            assert prune_folders(), "the bind-mount folder of the killed client was not pruned"
             assert subprocess.run(ps, capture_output=True, text=True).stdout.split() == []
         else:
             assert left == []

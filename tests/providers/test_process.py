@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from envs.echo_env import AsyncEchoEnv, EchoAction
 from openenv import AuthenticationError, ConnectionLostError, ProviderError, procfs
 from openenv.providers import LocalProcessProvider
+from openenv.providers.owners import prune_folders
 
 
 def pid_alive(pid: int) -> bool:
@@ -69,7 +71,7 @@ async def test_killed_server_is_detected_and_the_client_fails_fast() -> None:
 
 async def test_a_server_that_cannot_start_raises_provider_error_with_its_log() -> None:
     provider = LocalProcessProvider("no_such_module_anywhere", startup_timeout=20)
-    with pytest.raises(ProviderError, match="No module named 'no_such_module_anywhere'"):
+    with pytest.raises(ProviderError, match="no module named 'no_such_module_anywhere'"):
         await provider.start()
     assert provider.running() == []
 
@@ -107,9 +109,24 @@ def test_no_orphan_when_the_client_process_dies(how: signal.Signals, tmp_path: P
 
             time.sleep(0.05)
         assert not pid_alive(servers[0]), "the env server outlived its client"
+        if how == signal.SIGKILL:  # nothing ran in the client: prune removes its folder
+            assert len(folders_of(client.pid)) == 1
+            removed = prune_folders()
+            assert folders_of(client.pid) == [] and len(removed) >= 1
+        else:  # SIGTERM unwound the client, which removed its folder itself
+            assert folders_of(client.pid) == []
     finally:
         client.kill()
         client.wait()
+
+
+def folders_of(pid: int) -> list[Path]:
+    """The provider temp folders whose owner file names ``pid``."""
+    found = []
+    for owner in Path(tempfile.gettempdir()).glob("openenv-*/owner.json"):
+        if json.loads(owner.read_text())["openenv.owner_pid"] == str(pid):
+            found.append(owner.parent)
+    return found
 
 
 def _parent(pid: int) -> int:
