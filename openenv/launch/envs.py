@@ -7,13 +7,16 @@ The server a constructor starts belongs to the client: closing the client stops 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, Unpack
 
 from openenv.client.async_client import AsyncEnvClient
 from openenv.client.portal import run_sync
 from openenv.client.sync_client import EnvClient
 from openenv.providers.base import Provider
 from openenv.types import Action, Observation, State
+
+if TYPE_CHECKING:  # the Docker provider (and aiodocker) load only when a container is wanted
+    from openenv.providers.docker import DockerOptions
 
 __all__ = ["AsyncEnv", "Env", "open_client"]
 
@@ -82,10 +85,14 @@ class AsyncEnv(AsyncEnvClient[ActT, ObsT, StateT]):
         return await open_client(provider, cls)
 
     @classmethod
-    async def from_docker_image(cls: type[AsyncEnvT], image: str, **options: Any) -> AsyncEnvT:
+    async def from_docker_image(
+        cls: type[AsyncEnvT], image: str, **options: Unpack[DockerOptions]
+    ) -> AsyncEnvT:
         """Start a container of ``image`` and connect to it; it is removed when the client
         closes. ``options`` are :class:`~openenv.providers.docker.LocalDockerProvider`'s
-        (``transport``, ``network``, ``env``, ``memory``, ``cpus``, ``pids``, …)."""
+        (typed by :class:`~openenv.providers.docker.DockerOptions`: ``transport``,
+        ``network``, ``env``, ``memory``, ``cpus``, ``pids``, ``scratch_size``, ``user``,
+        ``read_only``, ``auth``, ``startup_timeout``, …)."""
         from openenv.providers.docker import LocalDockerProvider
 
         return await open_client(LocalDockerProvider(image, **options), cls)
@@ -123,6 +130,6 @@ class Env(EnvClient[ActT, ObsT, StateT]):
         return cls.wrap(run_sync(started))
 
     @classmethod
-    def from_docker_image(cls: type[EnvT], image: str, **options: Any) -> EnvT:
+    def from_docker_image(cls: type[EnvT], image: str, **options: Unpack[DockerOptions]) -> EnvT:
         """Start a container of ``image``; see :meth:`AsyncEnv.from_docker_image`."""
         return cls.wrap(run_sync(cls.async_client.from_docker_image(image, **options)))

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import aiodocker
 
@@ -35,7 +35,7 @@ from openenv.exceptions import ProviderError
 from openenv.providers.base import Provider, ServerHandle
 from openenv.providers.owners import mark_owned, owner_labels
 
-__all__ = ["LocalDockerProvider", "parse_bytes"]
+__all__ = ["DockerOptions", "LocalDockerProvider", "parse_bytes"]
 
 _SOCKET_DIR = "/run/openenv"
 _CONTAINER_PORT = 8000
@@ -54,6 +54,27 @@ def parse_bytes(size: str | int) -> int:
     if text and text[-1] in units:
         return int(float(text[:-1]) * units[text[-1]])
     return int(text)
+
+
+class DockerOptions(TypedDict, total=False):
+    """The keyword options of :class:`LocalDockerProvider`, for ``from_docker_image(image,
+    **options)`` (each is documented there)."""
+
+    transport: Literal["unix", "tcp"] | None
+    network: bool | None
+    env: Mapping[str, str] | None
+    memory: str | int
+    cpus: float
+    pids: int
+    scratch_size: str
+    user: str
+    allow_root: bool
+    read_only: bool
+    auth: bool
+    startup_timeout: float
+    pool: str | None
+    docker_url: str | None
+    handle_sigterm: bool
 
 
 @dataclass
