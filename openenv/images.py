@@ -118,8 +118,7 @@ def project_wheel(target: Path) -> Path:
     files[f"{info}/entry_points.txt"] = (dist.read_text("entry_points.txt") or "").encode()
     files[f"{info}/top_level.txt"] = "\n".join(_PACKAGES).encode() + b"\n"
     files[f"{info}/WHEEL"] = (
-        b"Wheel-Version: 1.0\nGenerator: openenv build\nRoot-Is-Purelib: true\n"
-        b"Tag: py3-none-any\n"
+        b"Wheel-Version: 1.0\nGenerator: openenv build\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     )
     record = [f"{name},sha256={_digest(data)},{len(data)}" for name, data in files.items()]
     files[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()

@@ -11,7 +11,8 @@ import openenv
 def test_all_is_locked() -> None:
     assert sorted(openenv.__all__) == sorted(
         [
-            "Action", "ActionTypeError", "AddressError", "EnvMismatchError", "AsyncEnv", "AsyncEnvClient", "AuthenticationError", "BatchError",
+            "Action", "ActionTypeError", "AddressError", "EnvMismatchError",
+            "AsyncEnv", "AsyncEnvClient", "AuthenticationError", "BatchError",
             "CapacityError", "ConnectError", "Env", "EnvPool", "Episode", "ErrorCode", "PoolStats",
             "ConnectionLostError", "Endpoint", "EndpointProvider", "EnvClient", "EnvError",
             "EnvTimeoutError",

@@ -25,6 +25,7 @@ from openenv.types import Action
 
 __all__ = ["EnvSpec", "resolve_env"]
 
+
 @dataclass(frozen=True)
 class EnvSpec:
     """How the bench drives one env.

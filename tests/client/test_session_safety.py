@@ -50,7 +50,8 @@ async def test_a_generic_client_talks_to_any_env(echo_server: str) -> None:
 async def test_a_wrong_action_type_is_refused_before_sending(echo_server: str) -> None:
     async with AsyncEchoEnv(echo_server) as env:
         await env.reset()
-        with pytest.raises(ActionTypeError, match=r"^step\(\) expected EchoAction, got CodeAction$"):
+        expected = r"^step\(\) expected EchoAction, got CodeAction$"
+        with pytest.raises(ActionTypeError, match=expected):
             await env.step(CodeAction(code="x"))  # type: ignore[arg-type]
         # The session is untouched: the next step works.
         assert (await env.step(EchoAction(message="hi"))).observation.echoed_message == "hi"
