@@ -125,7 +125,7 @@ class LocalProcessProvider(Provider):
     async def kill(self, server: ServerHandle) -> None:
         child = self._children.get(server.id)
         if child is not None and child.process.returncode is None:
-            child.process.kill()
+            _signal(child.process, signal.SIGKILL)
 
     async def _spawn(
         self, workdir: Path, token: str | None, ready_fd: int
@@ -182,13 +182,11 @@ async def _terminate(child: _Child) -> None:
     process = child.process
     if process.returncode is None:
         try:
-            process.send_signal(signal.SIGTERM)
+            _signal(process, signal.SIGTERM)
             await asyncio.wait_for(process.wait(), _STOP_GRACE_S)
         except TimeoutError:
-            process.kill()
+            _signal(process, signal.SIGKILL)
             await process.wait()
-        except ProcessLookupError:
-            pass
     if process.stdin is not None:
         process.stdin.close()
     shutil.rmtree(child.workdir, ignore_errors=True)
@@ -226,6 +224,17 @@ class _LiveChildren:
 
 _live = _LiveChildren()
 atexit.register(_live.remove_all)
+
+
+def _signal(process: asyncio.subprocess.Process, signum: int) -> None:
+    """Signal ``process`` with ``os.kill``: ``Process.send_signal`` polls first, which reaps a
+    child that already died behind asyncio's child watcher (which then logs "Unknown child
+    process pid ..., will report returncode 255"). Until the watcher reaps it, a dead child
+    is a zombie, so its pid cannot have been reused."""
+    try:
+        os.kill(process.pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def _running(process: asyncio.subprocess.Process) -> bool:

@@ -18,9 +18,7 @@ OPENENV = [sys.executable, "-m", "openenv"]
 
 
 def openenv(*args: str, cwd: str | Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*OPENENV, *args], capture_output=True, text=True, timeout=60, cwd=cwd
-    )
+    return subprocess.run([*OPENENV, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
 
 
 def one_line(stderr: str) -> str:
@@ -152,3 +150,28 @@ def test_build_of_a_missing_env_is_one_line_and_exit_2(tmp_path: Path) -> None:
     done = openenv("build", "envs/nope", cwd=tmp_path)
     assert done.returncode == 2
     assert one_line(done.stderr).startswith("openenv build: no env 'envs/nope'")
+
+
+def test_no_docker_daemon_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+    done = subprocess.run([*OPENENV, "ps"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 1
+    assert one_line(done.stderr).startswith(
+        "openenv ps: cannot list containers: no Docker daemon answers"
+    )
+
+
+@pytest.mark.usefixtures("docker_images")
+def test_a_base_image_that_cannot_be_had_gets_the_make_base_image_hint(tmp_path: Path) -> None:
+    done = openenv(
+        "build", "echo", "--tag", "echo-env:never", "--base-image", "openenv-no-such-base:nope",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    line = done.stderr.strip().splitlines()[-1]  # after the progress lines
+    assert line.startswith(
+        "openenv build: building echo-env:never failed: the base image "
+        "openenv-no-such-base:nope is not on this machine and could not be pulled"
+    )
+    assert "`make base-image`" in line and "--base-image openenv-base:bookworm" in line

@@ -115,3 +115,42 @@ def test_after_sigkill_prune_removes_the_containers_and_their_folders(tmpdir_roo
     assert "removed 2 temp folder(s)" in done.stdout
     assert containers_of(client.pid) == []
     assert list(tmpdir_root.glob("openenv-*")) == []
+
+
+KILL_SCRIPT = """
+import asyncio, os, signal, sys
+from envs.echo_env import AsyncEchoEnv, EchoAction
+from openenv import BatchError, EnvPool
+from openenv.providers import LocalProcessProvider
+
+async def main():
+    provider = LocalProcessProvider("envs.echo_env")
+    async with EnvPool(AsyncEchoEnv, provider, size=2) as pool:
+        await pool.reset()
+        os.kill(int(pool.server_of(0).id), signal.SIGKILL)  # from outside the provider
+        try:
+            await pool.step([EchoAction(message="x")] * 2)
+        except BatchError:
+            pass
+        await pool.reset()
+        print("replaced", pool.stats.servers_replaced, flush=True)
+
+if sys.argv[1] == "uvloop":
+    import uvloop
+    uvloop.run(main())
+else:
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_killed_server_process_makes_asyncio_print_nothing(loop: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(KILL_SCRIPT), loop],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "replaced 1"
+    assert done.stderr == ""
