@@ -16,6 +16,12 @@ from typing import Any
 
 import pytest
 import uvicorn
+from hypothesis import settings
+
+# No per-example deadline: on a loaded 2-core CI box one example can take 300 ms for reasons
+# that have nothing to do with the code (hypothesis then reports a flaky failure).
+settings.register_profile("openenv", deadline=None)
+settings.load_profile("openenv")
 
 # Every temp folder the tests and their subprocesses make goes here, so that the leak check
 # below sees exactly ours (other programs on the machine have their own openenv-* folders).
