@@ -5,6 +5,7 @@ with no checkout in sight."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,10 +47,17 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     """The project's wheel, built and installed (with its server, docker and bench extras)
     into a fresh venv; pip's cache keeps repeated runs fast."""
     root = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools leaves build/ in the source tree, and a stale build/lib
+    # would put files deleted since into the wheel.
+    source = root / "source"
+    for name in ("openenv", "envs"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
     dist = root / "dist"
     quiet = {"capture_output": True, "text": True, "timeout": 600}
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)],
         **quiet,  # type: ignore[call-overload]
     )
     assert built.returncode == 0, built.stderr
