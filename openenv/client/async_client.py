@@ -157,10 +157,16 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
 
         Raises:
             ActionTypeError: ``action`` is not an instance of the client's ``action_type``
-                (checked here, before anything is sent).
+                (checked here, before anything is sent). A generic client (base ``Action``)
+                sends anything the codec encodes, e.g. a dict for an upstream server.
         """
-        if action.__class__ is not self.action_type and not isinstance(action, self.action_type):
-            raise _wrong_action(self.action_type, action)
+        expected = self.action_type
+        if (
+            action.__class__ is not expected
+            and expected is not Action
+            and not isinstance(action, expected)
+        ):
+            raise _wrong_action(expected, action)
         return _step_result(await self._call(Step(id=next(self._ids), action=action)))
 
     async def state(self) -> StateT:

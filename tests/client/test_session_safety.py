@@ -63,3 +63,10 @@ def test_an_address_without_a_scheme_is_an_openenv_error() -> None:
     assert isinstance(caught.value, OpenEnvError) and isinstance(caught.value, ValueError)
     assert "did you mean 'ws://127.0.0.1:8799'?" in str(caught.value)
     assert "want ws://host:port" in str(caught.value)
+
+
+async def test_a_generic_client_checks_no_action_type(echo_server: str) -> None:
+    async with AsyncEnvClient(echo_server) as client:
+        await client.reset()
+        result = await client.step({"message": "as a dict"})  # type: ignore[arg-type]
+        assert result.observation.metadata == {}
