@@ -18,7 +18,8 @@
     │   ├── InvalidActionError    the action did not match the env's action type
     │   ├── NotResetError         ``step`` before ``reset``
     │   ├── EnvError              the environment itself raised
-    │   └── ServerTimeoutError    the environment exceeded the server's step time limit
+    │   ├── ServerTimeoutError    the environment exceeded the server's step time limit
+    │   └── NotSupportedError     the env or server cannot do that (e.g. fork a session)
     ├── ProviderError           a provider could not start or stop an env server
     ├── PoolError               an env pool could not serve a request
     ├── EnvNotFoundError        no env package, ``module:app`` or registered env by that name
@@ -51,6 +52,7 @@ __all__ = [
     "InvalidActionError",
     "InvalidMessageError",
     "NotResetError",
+    "NotSupportedError",
     "OpenEnvError",
     "PoolError",
     "ProtocolError",
@@ -71,7 +73,9 @@ class ErrorCode(StrEnum):
     NOT_RESET = "not_reset"  # step/state before the first reset
     ENV_ERROR = "env_error"  # the environment raised
     TIMEOUT = "timeout"  # the environment exceeded the server's step time limit
-    CAPACITY = "capacity"  # the server is full; sent once, then the connection closes
+    # The server is full: at the handshake, sent once before the connection closes; in reply to
+    # a fork, the session stays open.
+    CAPACITY = "capacity"
     NOT_SUPPORTED = "not_supported"  # the env or server does not offer what was asked
     UNKNOWN = "unknown"  # a code this client does not know (a newer server)
 
@@ -248,6 +252,12 @@ class ServerTimeoutError(RemoteError):
     code = ErrorCode.TIMEOUT
 
 
+class NotSupportedError(RemoteError):
+    """The env or server cannot do what was asked, e.g. copy itself for a fork."""
+
+    code = ErrorCode.NOT_SUPPORTED
+
+
 class ProviderError(OpenEnvError):
     """A provider could not start, reach or stop an env server (process or container)."""
 
@@ -279,6 +289,7 @@ _REMOTE_BY_CODE: dict[ErrorCode, type[RemoteError]] = {
         NotResetError,
         EnvError,
         ServerTimeoutError,
+        NotSupportedError,
     )
 }
 

@@ -1,14 +1,22 @@
 """The wire protocol: message types and their codec. No I/O happens here.
 
 One WebSocket connection is one session. The server greets with :class:`Hello`; the client then
-sends requests (:class:`Reset`, :class:`Step`, :class:`GetState`, :class:`Close`), each carrying
-an integer ``id`` that its reply (:class:`Result`, :class:`StateReply`, :class:`Goodbye` or
-:class:`Error`) echoes. Binary frames carry msgpack, text frames JSON, both from the same Structs,
-so ``websocat`` can drive an env while the SDK always uses msgpack.
+sends requests (:class:`Reset`, :class:`Step`, :class:`GetState`, :class:`Fork`, :class:`Close`),
+each carrying an integer ``id`` that its reply (:class:`Result`, :class:`StateReply`,
+:class:`ForkTickets`, :class:`Goodbye` or :class:`Error`) echoes. Binary frames carry msgpack,
+text frames JSON, both from the same Structs, so ``websocat`` can drive an env while the SDK
+always uses msgpack.
 
 Each direction is a msgspec tagged union (``"type"`` field). ``Step``, ``Result`` and
 ``StateReply`` are generic: a :class:`Codec` built for one env decodes actions, observations and
 states straight into that env's own Struct types, with no dict round trip.
+
+Forking: :class:`Fork` copies the session's env (its current state) into ``count`` new envs
+and answers with one single-use ticket per copy. A new connection to the same server presents a
+ticket instead of the bearer token, in the handshake's ``Authorization: Fork <ticket>`` header
+(:func:`fork_authorization`), and becomes a session of that copy; its :class:`Hello` names the
+parent in ``forked_from``. A ticket is refused (HTTP 403) when used before, expired, or minted by
+a server with another token.
 
 Schema evolution rule: every field added later must have a default.
 """
@@ -24,6 +32,7 @@ from openenv.exceptions import ErrorCode
 from openenv.types import Observation, State
 
 __all__ = [
+    "FORK_SCHEME",
     "PROTOCOL_VERSION",
     "SUBPROTOCOL",
     "Close",
@@ -31,6 +40,8 @@ __all__ = [
     "Codec",
     "Error",
     "ErrorCode",
+    "Fork",
+    "ForkTickets",
     "FrameError",
     "GetState",
     "Goodbye",
@@ -39,6 +50,7 @@ __all__ = [
     "Result",
     "StateReply",
     "Step",
+    "fork_authorization",
     "reply_type",
     "request_type",
 ]
@@ -97,6 +109,18 @@ class GetState(_Message, tag="get_state"):
     id: int
 
 
+class Fork(_Message, tag="fork"):
+    """Copy this session's env, as it is now, into ``count`` new sessions-to-be.
+
+    Answered by :class:`ForkTickets`; each copy counts against the server's session limit from
+    now on (``capacity`` when they do not all fit, ``not_supported`` when the env cannot copy
+    itself).
+    """
+
+    id: int
+    count: int = 1
+
+
 class Close(_Message, tag="close"):
     """End the session; the server answers :class:`Goodbye` and closes the connection."""
 
@@ -115,6 +139,7 @@ class Hello(_Message, tag="hello"):
     action_schema: dict[str, Any] = {}
     observation_schema: dict[str, Any] = {}
     state_schema: dict[str, Any] = {}
+    forked_from: str | None = None  # the parent's session id, for a session opened by a ticket
 
 
 class Result(_Message, Generic[ObsT], tag="result"):
@@ -130,6 +155,14 @@ class StateReply(_Message, Generic[StateT], tag="state"):
 
     id: int
     state: StateT
+
+
+class ForkTickets(_Message, tag="fork_tickets"):
+    """Answers :class:`Fork`: one ticket per copy, each valid once for ``expires_in`` seconds."""
+
+    id: int
+    tickets: list[str] = []
+    expires_in: float = 0.0
 
 
 class Goodbye(_Message, tag="goodbye"):
@@ -148,7 +181,7 @@ class Error(_Message, tag="error"):
 
 def request_type(action_type: type[Any]) -> Any:
     """The union of requests a server for ``action_type`` decodes."""
-    return Reset | Step[action_type] | GetState | Close  # type: ignore[valid-type]
+    return Reset | Step[action_type] | GetState | Fork | Close  # type: ignore[valid-type]
 
 
 def reply_type(observation_type: type[Any], state_type: type[Any]) -> Any:
@@ -157,9 +190,19 @@ def reply_type(observation_type: type[Any], state_type: type[Any]) -> Any:
         Hello
         | Result[observation_type]  # type: ignore[valid-type]
         | StateReply[state_type]  # type: ignore[valid-type]
+        | ForkTickets
         | Goodbye
         | Error
     )
+
+
+#: The ``Authorization`` scheme of a handshake that opens a forked session with a ticket.
+FORK_SCHEME = "Fork"
+
+
+def fork_authorization(ticket: str) -> str:
+    """The ``Authorization`` header value presenting ``ticket``."""
+    return f"{FORK_SCHEME} {ticket}"
 
 
 class FrameError(Exception):

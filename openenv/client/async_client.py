@@ -32,6 +32,8 @@ from openenv.protocol import (
     Close,
     Codec,
     Error,
+    Fork,
+    ForkTickets,
     FrameError,
     GetState,
     Hello,
@@ -39,6 +41,7 @@ from openenv.protocol import (
     Result,
     StateReply,
     Step,
+    fork_authorization,
     reply_type,
 )
 from openenv.types import Action, Observation, State, StepResult, declare_types
@@ -76,6 +79,8 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
             OpenEnv's dialect), ``"openenv"`` (ours, or :class:`ConnectError`) or
             ``"upstream"`` (upstream's, also against our servers). What upstream's dialect
             loses is listed in ``openenv.client.upstream``.
+        ticket: a fork ticket (from :meth:`fork_tickets`): the session opens on that forked
+            copy of another session's env, presenting the ticket instead of the token.
     """
 
     action_type: ClassVar[type[Action]] = Action
@@ -96,6 +101,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         on_close: Callable[[], Awaitable[None]] | None = None,
         protocol: str = "auto",
+        ticket: str | None = None,
     ) -> None:
         if protocol not in _PROTOCOLS:
             raise ValueError(f"protocol must be one of {_PROTOCOLS}, not {protocol!r}")
@@ -106,6 +112,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         self.connect_timeout = connect_timeout
         self.max_frame_bytes = max_frame_bytes
         self._on_close = on_close
+        self._ticket = ticket
         self._codec = _codec_for(self.observation_type, self.state_type)
         self._ws: Connection | None = None
         self._hello: Hello | None = None
@@ -176,6 +183,54 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         state: StateT = reply.state
         return state
 
+    async def fork(self: ClientT) -> ClientT:
+        """A new session on the same server whose env is a copy of this one's as it is now.
+
+        Both then go their own way: steps on one are not seen by the other. The fork continues
+        this session's episode (no reset needed) and counts as a session of the server; closing
+        it never stops the server (that stays with this client).
+
+        Raises:
+            NotSupportedError: the env cannot copy itself.
+            CapacityError: the server has no free session slot for the fork.
+        """
+        (fork,) = await self.fork_many(1)
+        return fork
+
+    async def fork_many(self: ClientT, count: int) -> list[ClientT]:
+        """``count`` forks of this session (one request, one copy each), e.g. for a GRPO group
+        sharing a prefix; see :meth:`fork`. On failure none is left open."""
+        tickets = await self.fork_tickets(count)
+        forks = [self._forked(ticket) for ticket in tickets]
+        opened = await asyncio.gather(*(fork.connect() for fork in forks), return_exceptions=True)
+        failures = [outcome for outcome in opened if isinstance(outcome, BaseException)]
+        if failures:
+            await asyncio.gather(*(fork.close() for fork in forks), return_exceptions=True)
+            raise failures[0]
+        return forks
+
+    async def fork_tickets(self, count: int = 1) -> list[str]:
+        """Copy the env ``count`` times on the server and return one ticket per copy.
+
+        A ticket opens a session on its copy once (``AsyncEnvClient(endpoint, ticket=t)``,
+        from any process that reaches the server; no token needed), within the server's ticket
+        lifetime (10 s by default); an unused copy is then dropped.
+        """
+        if count < 1:
+            raise ValueError(f"count must be at least 1, not {count}")
+        reply = await self._call(Fork(id=next(self._ids), count=count))
+        assert isinstance(reply, ForkTickets)
+        return reply.tickets
+
+    def _forked(self: ClientT, ticket: str) -> ClientT:
+        return type(self)(
+            self.endpoint,
+            connect_timeout=self.connect_timeout,
+            timeout=self.timeout,
+            max_frame_bytes=self.max_frame_bytes,
+            ticket=ticket,
+        )
+
     async def close(self) -> None:
         """End the session and stop the server this client started, if any. Idempotent."""
         if self._closed:
@@ -219,7 +274,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
 
     # Internals.
 
-    async def _call(self, request: Reset | Step[Any] | GetState) -> Any:
+    async def _call(self, request: Reset | Step[Any] | GetState | Fork) -> Any:
         # acquire()/release() rather than ``async with``: two coroutine frames fewer per step.
         lock = self._lock
         await lock.acquire()
@@ -274,7 +329,9 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
     async def _open(self) -> Connection:
         endpoint = self.endpoint
         headers = {"User-Agent": "openenv"}
-        if endpoint.token:
+        if self._ticket is not None:
+            headers["Authorization"] = fork_authorization(self._ticket)
+        elif endpoint.token:
             headers["Authorization"] = f"Bearer {endpoint.token}"
         try:
             ws = await Connection.open(
@@ -291,6 +348,12 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
                 raise ConnectError(
                     f"{endpoint} has no WebSocket route at {path} (HTTP 404): "
                     "is this an env server, and is the path right?",
+                    status=status,
+                ) from exc
+            if status in (401, 403) and self._ticket is not None:
+                raise AuthenticationError(
+                    f"{endpoint} refused the fork ticket (HTTP {status}): it was used already, "
+                    "expired, or comes from another server",
                     status=status,
                 ) from exc
             if status in (401, 403):

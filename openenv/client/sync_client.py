@@ -124,6 +124,18 @@ class EnvClient(Generic[ActT, ObsT, StateT]):
         """The episode's state."""
         return run_sync(self._async.state())
 
+    def fork(self: SyncT) -> SyncT:
+        """A new session whose env is a copy of this one's; see ``AsyncEnvClient.fork``."""
+        return self.wrap(run_sync(self._async.fork()))
+
+    def fork_many(self: SyncT, count: int) -> list[SyncT]:
+        """``count`` forks of this session; see ``AsyncEnvClient.fork_many``."""
+        return [self.wrap(fork) for fork in run_sync(self._async.fork_many(count))]
+
+    def fork_tickets(self, count: int = 1) -> list[str]:
+        """Tickets for ``count`` copies of this env; see ``AsyncEnvClient.fork_tickets``."""
+        return run_sync(self._async.fork_tickets(count))
+
     def close(self) -> None:
         """End the session and stop the server this client started, if any."""
         run_sync(self._async.close())

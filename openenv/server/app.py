@@ -15,6 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from openenv.protocol import (
+    FORK_SCHEME,
     PROTOCOL_VERSION,
     SUBPROTOCOL,
     CloseCode,
@@ -26,6 +27,7 @@ from openenv.protocol import (
 )
 from openenv.server.config import ServerConfig
 from openenv.server.environment import Environment
+from openenv.server.forking import TicketBook
 from openenv.server.http_routes import http_routes
 from openenv.server.session import Session
 from openenv.server.upstream import UpstreamCodec, UpstreamSession
@@ -55,23 +57,35 @@ class _EnvServer:
             "observation_schema": msgspec.json.schema(env_cls.observation_type),
             "state_schema": msgspec.json.schema(env_cls.state_type),
         }
-        self.active_sessions = 0
+        self.active_sessions = 0  # includes forks parked under a ticket
         self.sessions_served = 0
+        self.forks = TicketBook(config.token, config.fork_ticket_ttl, self.reserve, self.release)
 
-    def authorized(self, scope: Scope) -> bool:
+    def reserve(self, count: int) -> bool:
+        """Take ``count`` session slots if they are all free."""
+        if self.active_sessions + count > self.config.max_sessions:
+            return False
+        self.active_sessions += count
+        return True
+
+    def release(self, count: int) -> None:
+        """Give back slots taken by :meth:`reserve`."""
+        self.active_sessions -= count
+
+    def authorized(self, presented: bytes) -> bool:
         if self.config.token is None:
             return True
-        presented = b""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                presented = value
         # Constant-time comparison: the time taken says nothing about the token.
         return hmac.compare_digest(presented, f"Bearer {self.config.token}".encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ``/ws`` endpoint, as a plain ASGI app: one session per connection."""
         await receive()  # websocket.connect
-        if not self.authorized(scope):
+        presented = _authorization(scope)
+        if presented.startswith(_FORK_PREFIX):
+            await self._serve_fork(presented[len(_FORK_PREFIX) :], scope, receive, send)
+            return
+        if not self.authorized(presented):
             # Closing before accept refuses the handshake (HTTP 403): no env is ever created.
             log.warning("refused a session from %s: missing or wrong token", _peer(scope))
             await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
@@ -97,19 +111,56 @@ class _EnvServer:
         )
         try:
             env = self.env_cls(**self.env_kwargs)
-            hello = Hello(
-                protocol=PROTOCOL_VERSION,
-                env=self.env_cls.env_name(),
-                session_id=session_id,
-                **self.schemas,
-            )
-            await Session(receive, send, env, self.codec, hello, self.config).run()
+            hello = self._hello(session_id)
+            await Session(receive, send, env, self.codec, hello, self.config, self.forks).run()
         except Exception:
             log.exception("session %s failed", session_id)
             raise
         finally:
             self.active_sessions -= 1
             log.info("session %s closed (%d active)", session_id, self.active_sessions)
+
+    async def _serve_fork(self, ticket: bytes, scope: Scope, receive: Receive, send: Send) -> None:
+        """A session opened with a fork ticket: it serves the parked copy (whose slot is
+        already taken) and needs no bearer token; a ticket that is not valid is refused, and
+        so is a client that does not speak our dialect (upstream's has no forks)."""
+        if SUBPROTOCOL not in scope.get("subprotocols", ()):
+            await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
+            return
+        fork = self.forks.redeem(ticket.decode("ascii", "replace"))
+        if fork is None:
+            await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
+            return
+        self.sessions_served += 1
+        try:
+            await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
+        except BaseException:
+            self.forks.discard(fork.env)
+            raise
+        session_id = uuid.uuid4().hex
+        log.info(
+            "session %s opened as a fork of %s (%d active)",
+            session_id,
+            fork.parent,
+            self.active_sessions,
+        )
+        try:
+            hello = self._hello(session_id, forked_from=fork.parent)
+            await Session(
+                receive, send, fork.env, self.codec, hello, self.config, self.forks, fork.was_reset
+            ).run()
+        finally:
+            self.active_sessions -= 1
+            log.info("session %s closed (%d active)", session_id, self.active_sessions)
+
+    def _hello(self, session_id: str, forked_from: str | None = None) -> Hello:
+        return Hello(
+            protocol=PROTOCOL_VERSION,
+            env=self.env_cls.env_name(),
+            session_id=session_id,
+            forked_from=forked_from,
+            **self.schemas,
+        )
 
     async def _refuse_capacity(self, send: Send) -> None:
         limit = self.config.max_sessions
@@ -171,6 +222,17 @@ class _EnvServer:
 def _peer(scope: Scope) -> str:
     client = scope.get("client")
     return f"{client[0]}:{client[1]}" if client else "a unix socket"
+
+
+_FORK_PREFIX = f"{FORK_SCHEME} ".encode()
+
+
+def _authorization(scope: Scope) -> bytes:
+    presented = b""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            presented = value
+    return presented
 
 
 def create_app(

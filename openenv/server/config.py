@@ -31,6 +31,8 @@ class ServerConfig:
         step_timeout: seconds a reset or step may take; past it the client gets a ``timeout``
             error and the session is closed, since the env's state is then unknown. None: no limit.
         token: bearer token clients must present at the handshake (None: no auth).
+        fork_ticket_ttl: seconds a fork ticket stays valid; an unused one is then dropped
+            with its copy of the env, freeing its session slot.
     """
 
     max_sessions: int = 256
@@ -39,12 +41,13 @@ class ServerConfig:
     ping_timeout: float | None = 20.0
     step_timeout: float | None = None
     token: str | None = field(default=None, repr=False)
+    fork_ticket_ttl: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
         """Read ``OPENENV_MAX_SESSIONS``, ``OPENENV_MAX_FRAME_BYTES``, ``OPENENV_PING_INTERVAL``,
-        ``OPENENV_PING_TIMEOUT``, ``OPENENV_STEP_TIMEOUT`` and ``OPENENV_TOKEN``; a value of 0
-        turns a time limit off."""
+        ``OPENENV_PING_TIMEOUT``, ``OPENENV_STEP_TIMEOUT``, ``OPENENV_TOKEN`` and
+        ``OPENENV_FORK_TICKET_TTL``; a value of 0 turns a time limit off."""
         env = os.environ if environ is None else environ
         default = cls()
         return cls(
@@ -54,4 +57,5 @@ class ServerConfig:
             ping_timeout=_optional_float(env.get("OPENENV_PING_TIMEOUT"), default.ping_timeout),
             step_timeout=_optional_float(env.get("OPENENV_STEP_TIMEOUT"), default.step_timeout),
             token=env.get("OPENENV_TOKEN") or None,
+            fork_ticket_ttl=float(env.get("OPENENV_FORK_TICKET_TTL", default.fork_ticket_ttl)),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable
 from typing import Any, ClassVar, Generic, TypeVar
@@ -28,6 +29,9 @@ class Environment(ABC, Generic[ActT, ObsT, StateT]):
       thread of their own per session, so other sessions keep being served;
     - ``async def`` methods are awaited on the loop.
 
+    Sessions can be forked (``await client.fork()``): the server asks the env for a copy of
+    itself (:meth:`fork`), which then lives on in a session of its own.
+
     Attributes:
         name: shown in the server's greeting and ``/info``; defaults to the class name.
         action_type: the Struct ``step`` receives, decoded straight off the wire (set from
@@ -35,6 +39,8 @@ class Environment(ABC, Generic[ActT, ObsT, StateT]):
         observation_type: the Struct ``reset`` and ``step`` return (the second).
         state_type: the Struct ``state`` returns (the third).
         blocking: run sync ``reset``/``step`` on a per-session worker thread.
+        forkable: whether :meth:`fork` may copy the env; False answers every fork request
+            with ``not_supported``.
     """
 
     name: ClassVar[str] = ""
@@ -42,6 +48,7 @@ class Environment(ABC, Generic[ActT, ObsT, StateT]):
     observation_type: ClassVar[type[Observation]] = Observation
     state_type: ClassVar[type[State]] = State
     blocking: ClassVar[bool] = False
+    forkable: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -65,6 +72,25 @@ class Environment(ABC, Generic[ActT, ObsT, StateT]):
     def close(self) -> Awaitable[None] | None:
         """Release what the env holds; called once when its session ends."""
         return None
+
+    def fork(self) -> Environment[ActT, ObsT, StateT] | Awaitable[Environment[ActT, ObsT, StateT]]:
+        """An independent copy of this env in its current state, for a forked session.
+
+        The default deep-copies the env. Override it when that is wrong or slow (an env
+        holding a process, a socket or a simulator handle copies those its own way), or set
+        ``forkable = False``. May be ``async def``; a blocking env's runs on its thread.
+
+        Raises:
+            NotImplementedError: the env cannot be copied; the client gets ``not_supported``.
+        """
+        if not self.forkable:
+            raise NotImplementedError(f"{self.env_name()} does not support fork")
+        try:
+            return copy.deepcopy(self)
+        except Exception as exc:  # deepcopy raises TypeError, PicklingError, or the env's own
+            raise NotImplementedError(
+                f"{self.env_name()} cannot be copied for a fork: {type(exc).__name__}: {exc}"
+            ) from exc
 
     @classmethod
     def env_name(cls) -> str:

@@ -19,6 +19,8 @@ from openenv.protocol import (
     Codec,
     Error,
     ErrorCode,
+    Fork,
+    ForkTickets,
     FrameError,
     GetState,
     Goodbye,
@@ -30,6 +32,7 @@ from openenv.protocol import (
 )
 from openenv.server.config import ServerConfig
 from openenv.server.environment import Environment
+from openenv.server.forking import ParkedFork, TicketBook
 
 __all__ = ["Session"]
 
@@ -37,7 +40,7 @@ log = logging.getLogger("openenv.server")
 
 _MAX_ERROR_CHARS = 2000
 
-_Reply = Result[Any] | StateReply[Any] | Goodbye | Error
+_Reply = Result[Any] | StateReply[Any] | ForkTickets | Goodbye | Error
 
 
 class _Answer(Exception):
@@ -64,6 +67,8 @@ class Session:
         codec: Codec,
         hello: Hello,
         config: ServerConfig,
+        forks: TicketBook | None = None,
+        was_reset: bool = False,
     ) -> None:
         # The raw ASGI callables: per message, no wrapper layers between us and the server.
         self._receive_message = receive
@@ -72,7 +77,8 @@ class Session:
         self._codec = codec
         self._hello = hello
         self._config = config
-        self._was_reset = False
+        self._forks = forks
+        self._was_reset = was_reset  # a forked session continues its parent's episode
         # A blocking env gets one thread of its own: its calls never queue behind other
         # sessions' and always run on the same thread, as single-threaded libraries expect.
         self._thread = ThreadPoolExecutor(1, "openenv-env") if type(env).blocking else None
@@ -142,6 +148,8 @@ class Session:
                 return _not_reset(request.id)
             state = await self._call_env(request.id, lambda: self._env.state)
             return StateReply(id=request.id, state=state)
+        if isinstance(request, Fork):
+            return await self._fork(request)
         assert isinstance(request, Close)
         raise _Answer(Goodbye(id=request.id), CloseCode.NORMAL)
 
@@ -184,6 +192,38 @@ class Session:
             log.debug("traceback of the env error", exc_info=True)
             message = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
             raise _Answer(Error(code=ErrorCode.ENV_ERROR, message=message, id=request_id)) from exc
+
+    async def _fork(self, request: Fork) -> _Reply:
+        """Copy the env ``request.count`` times and park the copies under tickets."""
+        forks, count = self._forks, request.count
+        if forks is None:
+            message = "this server does not serve forked sessions"
+            return Error(code=ErrorCode.NOT_SUPPORTED, message=message, id=request.id)
+        if count < 1:
+            message = f"fork count must be at least 1, not {count}"
+            return Error(code=ErrorCode.INVALID_MESSAGE, message=message, id=request.id)
+        if not forks.reserve(count):
+            message = (
+                f"server is at capacity ({self._config.max_sessions} sessions): no room for "
+                f"{count} forked session(s); a fork counts as a session"
+            )
+            return Error(code=ErrorCode.CAPACITY, message=message, id=request.id)
+        copies: list[Environment[Any, Any, Any]] = []
+        try:
+            for _ in range(count):
+                copies.append(await self._call_env(request.id, self._env.fork))
+        except BaseException as exc:
+            for copy in copies:
+                forks.discard(copy)
+            forks.release(count - len(copies))
+            cause = exc.__cause__ if isinstance(exc, _Answer) else None
+            if isinstance(cause, NotImplementedError):
+                message = str(cause)[:_MAX_ERROR_CHARS]
+                return Error(code=ErrorCode.NOT_SUPPORTED, message=message, id=request.id)
+            raise
+        parent = self._hello.session_id
+        tickets = [forks.issue(ParkedFork(copy, self._was_reset, parent)) for copy in copies]
+        return ForkTickets(id=request.id, tickets=tickets, expires_in=forks.ttl)
 
     async def _release(self) -> None:
         try:
