@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import importlib.util
 import os
 import signal
@@ -171,6 +172,26 @@ class CodingEnvironment(Environment[CodeAction, CodeObservation, CodeState]):
     def state(self) -> CodeState:
         return self._state
 
+    async def fork(self) -> CodingEnvironment:
+        """A copy of this env whose worker is a fork of this one's (see the class doc)."""
+        twin = copy.copy(self)  # settings are shared read-only; state and worker are its own
+        twin._state = msgspec.structs.replace(self._state)
+        twin._worker = None
+        worker = self._worker
+        if worker is None or not worker.alive:
+            return twin  # no interpreter yet (or a dead one): the copy starts its own, too
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                twin._worker = await worker.fork()
+        except BaseException as exc:
+            # A late reply would be misread as the next step's: this worker cannot be trusted.
+            self._drop_worker()
+            if isinstance(exc, TimeoutError | _WorkerError):
+                message = f"the interpreter could not be forked ({exc}); {RESTARTED}"
+                raise RuntimeError(message) from exc
+            raise
+        return twin
+
     async def close(self) -> None:
         worker, self._worker = self._worker, None
         if worker is not None:
@@ -273,6 +294,37 @@ class _Worker:
     async def reap(self) -> int | None:
         """Wait (briefly) for the killed process to be gone; its exit code, if known."""
         return await _on_spawner(_FORK_SERVER.wait, self.pid, _REAP_TIMEOUT_S)
+
+    async def fork(self) -> _Worker:
+        """A copy of this worker process (see ``worker._fork``), adopted by the fork server."""
+        ours, theirs = socket.socketpair()
+        try:
+            payload = _ENCODER.encode(Request(fork=True))
+            frame = HEADER.pack(len(payload)) + payload
+            try:
+                # A few bytes into an idle socket's empty buffer: sent at once, never partially.
+                sent = socket.send_fds(self.sock, [frame], [theirs.fileno()])
+            except OSError as exc:
+                raise _WorkerError() from exc
+            finally:
+                theirs.close()
+            if sent != len(frame):
+                raise _WorkerError("could not be sent a fork request")
+            data = await self._receive(asyncio.get_running_loop())
+            try:
+                reply = _DECODER.decode(memoryview(data)[HEADER.size :])
+            except msgspec.MsgspecError as exc:
+                raise _WorkerError(f"sent a malformed reply ({exc})") from exc
+            # The pid comes from an untrusted process: the fork server vouches for it.
+            if reply.pid is None or not await _on_spawner(_FORK_SERVER.adopt, reply.pid):
+                raise _WorkerError(f"could not be forked ({reply.stderr.strip() or reply.pid})")
+        except BaseException:
+            ours.close()
+            raise
+        ours.setblocking(False)
+        twin = _Worker(reply.pid, ours, self.max_reply)
+        twin.used = self.used
+        return twin
 
     async def call(self, request: Request) -> Reply:
         loop = asyncio.get_running_loop()

@@ -9,6 +9,10 @@ frame (4-byte big-endian length and a msgpack payload), the fork server answers 
 
 - ``Fork(config)``, with the worker's end of a fresh socketpair attached (SCM_RIGHTS): the fork
   server forks a child that runs ``worker.main`` on that socket; the answer carries its pid.
+- ``Adopt(pid)``: take on a worker's fork (a copy the worker forked for a forked session, which
+  the fork server, a child subreaper, inherited when its intermediate parent exited). Accepted
+  only for a process that is the fork server's child and not already one of its workers, so a
+  worker cannot make the server treat another session's worker (or itself) as its copy.
 - ``Wait(pid)``: whether that child still runs, else its exit code (negative: killed by that
   signal). The fork server reaps its children as they exit, and remembers recent exit codes.
 
@@ -34,7 +38,7 @@ import msgspec
 
 from envs.coding_env.server.worker import HEADER, WorkerConfig
 
-__all__ = ["Answer", "Fork", "ForkServer", "Wait", "main"]
+__all__ = ["Adopt", "Answer", "Fork", "ForkServer", "Wait", "main"]
 
 _ROOT = str(Path(__file__).resolve().parents[3])  # the directory holding the envs package
 _ANSWER_TIMEOUT_S = 60.0  # the first answer waits for smolagents to be imported
@@ -48,6 +52,10 @@ class Fork(msgspec.Struct, tag="fork"):
 
 
 class Wait(msgspec.Struct, tag="wait"):
+    pid: int
+
+
+class Adopt(msgspec.Struct, tag="adopt"):
     pid: int
 
 
@@ -100,6 +108,8 @@ def main(control_fd: int) -> None:
     control.setblocking(True)
     import smolagents.local_python_executor  # type: ignore[import-untyped]  # noqa: F401
 
+    _become_subreaper()
+
     from envs.coding_env.server import worker
 
     children: set[int] = set()
@@ -110,7 +120,7 @@ def main(control_fd: int) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # just wakes select() through wake_w
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the env server's to handle
-    decoder = msgspec.msgpack.Decoder(Fork | Wait)
+    decoder = msgspec.msgpack.Decoder(Fork | Wait | Adopt)
     try:
         while True:
             ready, _, _ = select.select([control.fileno(), wake_r], [], [])
@@ -138,6 +148,10 @@ def main(control_fd: int) -> None:
                     os.close(fds[0])
                     children.add(pid)
                     answer = Answer(pid=pid)
+            elif isinstance(request, Adopt):
+                for fd in fds:
+                    os.close(fd)
+                answer = _adopt(request.pid, children, exits)
             else:
                 for fd in fds:
                     os.close(fd)
@@ -151,6 +165,36 @@ def main(control_fd: int) -> None:
         for pid in children:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _become_subreaper() -> None:
+    """Inherit orphaned descendants: a worker's fork is re-parented here, to be reaped and
+    killed with the other workers, and to get this process as its parent-death watch."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            pr_set_child_subreaper = 36
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+
+def _adopt(pid: int, children: set[int], exits: dict[int, int]) -> Answer:
+    if pid <= 0:  # waitpid would read it as a process group
+        return Answer(error=f"{pid} is not a process id")
+    if pid in children:
+        return Answer(error=f"process {pid} is a worker already")
+    if pid in exits:
+        return Answer(pid=pid, exit_code=exits.pop(pid))
+    try:
+        waited, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return Answer(error=f"process {pid} is not a child of the fork server")
+    if waited == 0:
+        children.add(pid)
+        return Answer(pid=pid, running=True)
+    return Answer(pid=pid, exit_code=os.waitstatus_to_exitcode(status))
 
 
 def _become_worker(run: object, fd: int, config: WorkerConfig, parent_pid: int) -> None:
@@ -238,6 +282,14 @@ class ForkServer:
             return answer.pid, ours
         raise AssertionError("unreachable")
 
+    def adopt(self, pid: int) -> bool:
+        """Take on ``pid``, a running fork of a worker; False if it is no such process."""
+        try:
+            answer = self._request(Adopt(pid=pid))
+        except RuntimeError:
+            return False
+        return answer.running and answer.pid == pid
+
     def wait(self, pid: int, timeout: float) -> int | None:
         """``pid``'s exit code once it has exited, or None if unknown or past ``timeout``."""
         deadline = time.monotonic() + timeout
@@ -287,7 +339,7 @@ class ForkServer:
         ours.settimeout(_ANSWER_TIMEOUT_S)
         self._control = ours
 
-    def _request(self, request: Fork | Wait, fd: int | None = None) -> Answer:
+    def _request(self, request: Fork | Wait | Adopt, fd: int | None = None) -> Answer:
         self.ensure_running()
         control = self._control
         assert control is not None

@@ -23,6 +23,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 import traceback
 
 import msgspec
@@ -80,19 +81,26 @@ class WorkerConfig(msgspec.Struct, frozen=True):
 
 
 class Request(msgspec.Struct, array_like=True, omit_defaults=True):
-    """Seed ``random`` (if ``seed`` is set), then run ``code`` (if set)."""
+    """Seed ``random`` (if ``seed`` is set), then run ``code`` (if set).
+
+    ``fork``: instead, copy this worker into a new process serving the socket attached to the
+    frame (SCM_RIGHTS); the reply carries the copy's pid.
+    """
 
     code: str | None = None
     seed: int | None = None
+    fork: bool = False
 
 
 class Reply(msgspec.Struct, array_like=True):
-    """The outcome of one request; ``out_of_memory`` asks the server for a fresh worker."""
+    """The outcome of one request; ``out_of_memory`` asks the server for a fresh worker;
+    ``pid`` is the copy's, in reply to a fork."""
 
     stdout: str = ""
     stderr: str = ""
     exit_code: int = 0
     out_of_memory: bool = False
+    pid: int | None = None
 
 
 def default_authorized_imports() -> list[str]:
@@ -316,15 +324,25 @@ def main(sock: socket.socket, config: WorkerConfig, parent_pid: int | None = Non
     decoder = msgspec.msgpack.Decoder(Request)
     encoder = msgspec.msgpack.Encoder()
     while True:
-        frame = _read_frame(sock)
+        frame, fds = _read_frame(sock)
         if frame is None:
             return  # the server closed its end
         request = decoder.decode(frame)
-        try:
-            reply = _serve(interpreter, request)
-        except MemoryError:
-            interpreter.executor.state.clear()
-            reply = Reply(stderr="MemoryError\n", exit_code=1, out_of_memory=True)
+        if request.fork:
+            reply, copy_socket = _fork(fds)
+            if copy_socket is not None:  # this process is the copy: serve its own session
+                sock.close()
+                sock = copy_socket
+                _become_copy(sock, parent_pid)
+                continue
+        else:
+            for fd in fds:  # only a fork request carries a socket
+                os.close(fd)
+            try:
+                reply = _serve(interpreter, request)
+            except MemoryError:
+                interpreter.executor.state.clear()
+                reply = Reply(stderr="MemoryError\n", exit_code=1, out_of_memory=True)
         try:
             sock.sendall(_encode(encoder, reply))
         except OSError:
@@ -354,11 +372,23 @@ def _sendable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _read_frame(sock: socket.socket) -> bytes | None:
-    header = _read_exactly(sock, HEADER.size)
-    if header is None:
-        return None
-    return _read_exactly(sock, HEADER.unpack(header)[0])
+def _read_frame(sock: socket.socket) -> tuple[bytes | None, list[int]]:
+    """One frame and the fds attached to it (a fork's socket); (None, []) at end of file."""
+    header, fds = b"", []
+    while len(header) < HEADER.size:
+        data, received, _, _ = socket.recv_fds(sock, HEADER.size - len(header), 1)
+        fds += received
+        if not data:
+            for fd in fds:
+                os.close(fd)
+            return None, []
+        header += data
+    body = _read_exactly(sock, HEADER.unpack(header)[0])
+    if body is None:
+        for fd in fds:
+            os.close(fd)
+        return None, []
+    return body, fds
 
 
 def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
@@ -371,6 +401,57 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
             return None
         received += count
     return bytes(buffer)
+
+
+def _fork(fds: list[int]) -> tuple[Reply, socket.socket | None]:
+    """Copy this process (interpreter, variables, imports: copy-on-write) for a forked session.
+
+    The copy must outlive this worker (its session may end first), so it is a grandchild: the
+    child forks it and exits at once, and the fork server, a child subreaper, adopts it. Returns
+    the reply for the server in this worker, and ``(Reply(), socket)`` in the copy, which then
+    serves the socket that came with the request.
+    """
+    if len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        return Reply(stderr=f"a fork request needs 1 socket, got {len(fds)}\n", exit_code=1), None
+    pid_read, pid_write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the intermediate child: fork the copy, report its pid, exit
+        try:
+            grandchild = os.fork()
+        except BaseException:
+            os._exit(1)
+        if grandchild == 0:
+            os.close(pid_read)
+            os.close(pid_write)
+            return Reply(), socket.socket(fileno=fds[0])
+        try:
+            os.write(pid_write, grandchild.to_bytes(4, "big"))
+        finally:
+            os._exit(0)
+    os.close(pid_write)
+    os.close(fds[0])
+    try:
+        data = os.read(pid_read, 4)
+    finally:
+        os.close(pid_read)
+        os.waitpid(child, 0)
+    if len(data) != 4:
+        return Reply(stderr="the interpreter could not be forked\n", exit_code=1), None
+    return Reply(pid=int.from_bytes(data, "big")), None
+
+
+def _become_copy(sock: socket.socket, parent_pid: int | None) -> None:
+    """In a fork's copy: wait to be adopted by the fork server, then watch the new socket as
+    :func:`main` watches the first (the watchdog thread did not survive the fork)."""
+    deadline = time.monotonic() + 5.0
+    # Until the intermediate child has exited the copy's parent is that child, and the
+    # parent-death signal set now would fire as soon as it does.
+    while os.getppid() != parent_pid and time.monotonic() < deadline:
+        time.sleep(0.0002)
+    sock.setblocking(True)
+    _die_with_server(sock, parent_pid)
 
 
 def _die_with_server(sock: socket.socket, parent_pid: int | None) -> None:
