@@ -8,7 +8,13 @@ share one server: one per container for isolation, many per local process for sp
   seed ``s + i``; a list gives one seed per env);
 - ``async with pool.acquire() as env`` lends one env to a worker for an episode;
 - ``await pool.run_episodes(fn, n)`` runs ``n`` episodes over the pool, retrying an episode on a
-  fresh env when its env dies.
+  fresh env when its env dies;
+- ``async with pool.fork(env, n) as group`` branches one env into ``n`` copies of its current
+  state (GRPO groups, tree search), closed when the block ends.
+
+With ``fresh_per_episode=True`` every episode gets a server no one has used: ``acquire`` and
+``run_episodes`` take one of ``spares`` servers started ahead (``openenv.launch.spares``), and
+the server is stopped after the episode. ``size`` then bounds the episodes run at once.
 
 Failure policy: an env that fails inside a batch never costs the others their results.
 ``reset``/``step`` raise :class:`BatchError`, whose ``results`` hold every env's result (None
@@ -23,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -31,12 +37,13 @@ from typing import Any, Generic, TypeVar
 
 from openenv.cleanup import run_to_completion
 from openenv.client.async_client import AsyncEnvClient
+from openenv.launch.spares import SpareServers
 from openenv.exceptions import ConnectError, OpenEnvError, PoolError
 from openenv.progress import Progress
 from openenv.providers.base import Provider, ServerHandle
 from openenv.types import StepResult
 
-__all__ = ["BatchError", "EnvPool", "Episode", "PoolStats"]
+__all__ = ["BatchError", "EnvPool", "Episode", "Forks", "PoolStats"]
 
 ClientT = TypeVar("ClientT", bound=AsyncEnvClient[Any, Any, Any])
 T = TypeVar("T")
@@ -59,12 +66,20 @@ class BatchError(PoolError):
 
 @dataclass
 class PoolStats:
-    """What happened to the pool so far."""
+    """What happened to the pool so far.
+
+    ``servers_started``, ``servers_retired`` and ``start_failures`` count the spare servers of
+    a ``fresh_per_episode`` pool; ``forks`` the envs made by :meth:`EnvPool.fork`.
+    """
 
     envs_replaced: int = 0
     servers_replaced: int = 0
     failed_calls: int = 0
     startup_s: float = 0.0
+    servers_started: int = 0
+    servers_retired: int = 0
+    start_failures: int = 0
+    forks: int = 0
 
 
 @dataclass
@@ -101,6 +116,11 @@ class EnvPool(Generic[ClientT]):
         start_concurrency: servers started at once.
         timeout: seconds each call on an env may take.
         show_progress: a progress bar while starting, on a terminal.
+        fresh_per_episode: give every ``acquire``/``run_episodes`` episode a server no one has
+            used, stopped afterwards; ``size`` then bounds the episodes run at once and there
+            are no batch calls.
+        spares: servers kept started ahead (each with an open session) in that mode; their
+            starts count against ``start_concurrency``.
     """
 
     def __init__(
@@ -113,9 +133,13 @@ class EnvPool(Generic[ClientT]):
         start_concurrency: int = 16,
         timeout: float | None = 60.0,
         show_progress: bool = True,
+        fresh_per_episode: bool = False,
+        spares: int = 2,
     ) -> None:
         if size < 1 or sessions_per_server < 1:
             raise ValueError("size and sessions_per_server must be at least 1")
+        if fresh_per_episode and sessions_per_server != 1:
+            raise ValueError("fresh_per_episode gives each episode a server of its own")
         self.client_cls = client_cls
         self.provider = provider
         self.size = size
@@ -127,6 +151,13 @@ class EnvPool(Generic[ClientT]):
         self._slots: list[_Slot[ClientT]] = []
         self._free: asyncio.Queue[_Slot[ClientT]] = asyncio.Queue()
         self._replacing: dict[str, asyncio.Task[ServerHandle]] = {}
+        self._forks: set[ClientT] = set()
+        self._spares: SpareServers[ClientT] | None = None
+        self._episodes = asyncio.Semaphore(size)
+        if fresh_per_episode:
+            self._spares = SpareServers(
+                provider, self._connect, spares, self._start_limit, self.stats
+            )
         self._started = False
         self._closed = False
         self._started_servers = 0
@@ -139,6 +170,14 @@ class EnvPool(Generic[ClientT]):
             return self
         self._started = True
         began = time.perf_counter()
+        if self._spares is not None:
+            try:
+                await self._spares.wait_ready()
+            except BaseException:
+                await self.close()
+                raise
+            self.stats.startup_s = time.perf_counter() - began
+            return self
         servers = -(-self.size // self.sessions_per_server)
         try:
             progress = Progress(
@@ -173,8 +212,11 @@ class EnvPool(Generic[ClientT]):
 
     async def _shut_down(self) -> None:
         try:
+            if self._spares is not None:
+                await self._spares.close()
             await asyncio.gather(
-                *(slot.client.close() for slot in self._slots), return_exceptions=True
+                *(client.close() for client in [*self._forks, *(s.client for s in self._slots)]),
+                return_exceptions=True,
             )
         finally:
             await self.provider.close()
@@ -236,6 +278,10 @@ class EnvPool(Generic[ClientT]):
         self, call: Callable[[ClientT, Any], Awaitable[T]], arguments: Sequence[Any]
     ) -> list[T]:
         self._check_open()
+        if self._spares is not None:
+            raise PoolError(
+                "a fresh_per_episode pool lends envs per episode: use acquire() or run_episodes()"
+            )
         outcomes = await asyncio.gather(
             *(call(slot.client, arg) for slot, arg in zip(self._slots, arguments, strict=True)),
             return_exceptions=True,
@@ -257,8 +303,16 @@ class EnvPool(Generic[ClientT]):
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[ClientT]:
         """Lend one env for the length of the block; it returns to the pool afterwards, and is
-        replaced first if it broke meanwhile."""
+        replaced first if it broke meanwhile.
+
+        In a ``fresh_per_episode`` pool the env is a session on a server no one has used,
+        which is stopped after the block.
+        """
         self._check_open()
+        if self._spares is not None:
+            async with self._episodes, self._fresh_env() as client:
+                yield client
+            return
         slot = await self._free.get()
         try:
             yield slot.client
@@ -296,6 +350,38 @@ class EnvPool(Generic[ClientT]):
 
         await asyncio.gather(*(run(outcome) for outcome in outcomes))
         return outcomes
+
+    @asynccontextmanager
+    async def _fresh_env(self) -> AsyncIterator[ClientT]:
+        assert self._spares is not None
+        server, client = await self._spares.take()
+        try:
+            yield client
+        finally:
+            self._spares.retire(server, client)
+
+    # Branching.
+
+    def fork(self, env: ClientT, count: int) -> Forks[ClientT]:
+        """Branch ``env`` into ``count`` new envs, each a copy of its current state (one
+        ``Fork`` request; see :meth:`AsyncEnvClient.fork`), for a GRPO group or tree search.
+
+        ``async with pool.fork(env, n) as group:`` closes the forks when the block ends;
+        ``group = await pool.fork(env, n)`` leaves that to the caller (``await fork.close()``,
+        or the pool's ``close``). Forks live on ``env``'s server and count as its sessions.
+        """
+        self._check_open()
+        return Forks(self, env, count)
+
+    async def _open_forks(self, env: ClientT, count: int) -> list[ClientT]:
+        forks = await env.fork_many(count)
+        self._forks.update(forks)
+        self.stats.forks += count
+        return forks
+
+    async def _close_forks(self, forks: list[ClientT]) -> None:
+        self._forks.difference_update(forks)
+        await asyncio.gather(*(fork.close() for fork in forks), return_exceptions=True)
 
     # Replacement.
 
@@ -366,6 +452,35 @@ class EnvPool(Generic[ClientT]):
 
 
 _SHOW_PROGRESS_AFTER_S = 1.0
+
+
+class Forks(Generic[ClientT]):
+    """The forks of one env made by :meth:`EnvPool.fork`: await it for the list, or use it as
+    an async context manager that closes them on exit."""
+
+    def __init__(self, pool: EnvPool[ClientT], env: ClientT, count: int) -> None:
+        self._pool = pool
+        self._env = env
+        self._count = count
+        self._opened: list[ClientT] = []
+
+    def __await__(self) -> Generator[Any, None, list[ClientT]]:
+        return self._open().__await__()
+
+    async def _open(self) -> list[ClientT]:
+        self._opened = await self._pool._open_forks(self._env, self._count)
+        return self._opened
+
+    async def __aenter__(self) -> list[ClientT]:
+        return await self._open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await run_to_completion(self._pool._close_forks(self._opened))
 
 
 def _seeds(seed: int | Sequence[int | None] | None, size: int) -> list[int | None]:
