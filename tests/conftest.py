@@ -130,13 +130,19 @@ def our_containers() -> list[str]:
     return done.stdout.split()
 
 
+#: The env images Docker tests run; a branch that changes an image's content builds its own tag
+#: and points the tests at it (e.g. OPENENV_TEST_CODING_IMAGE=coding-env:fork).
+ECHO_IMAGE = os.environ.get("OPENENV_TEST_ECHO_IMAGE", "echo-env:latest")
+CODING_IMAGE = os.environ.get("OPENENV_TEST_CODING_IMAGE", "coding-env:latest")
+
+
 @pytest.fixture(scope="session")
 def docker_images() -> None:
     """Docker tests need a daemon and the env images: skip loudly without them, or fail when
     OPENENV_REQUIRE_DOCKER=1 (CI) says they must run."""
     problem = docker_problem()
     if problem is None:
-        for image in ("echo-env:latest", "coding-env:latest"):
+        for image in (ECHO_IMAGE, CODING_IMAGE):
             done = subprocess.run(["docker", "image", "inspect", image], capture_output=True)
             if done.returncode != 0:
                 problem = f"image {image} is missing (make images)"
