@@ -484,11 +484,11 @@ def _step_result(reply: Result[Any]) -> StepResult[Any]:
     return StepResult(reply.observation)
 
 
-_REQUEST_NAMES = {Reset: "reset", Step: "step", GetState: "get_state"}
+_REQUEST_NAMES = {Reset: "reset", Step: "step", GetState: "get_state", Fork: "fork"}
 
 
 def _timeout_error(
-    request: Reset | Step[Any] | GetState, timeout: float | None, endpoint: Endpoint
+    request: Reset | Step[Any] | GetState | Fork, timeout: float | None, endpoint: Endpoint
 ) -> EnvTimeoutError:
     name = _REQUEST_NAMES[type(request)]
     return EnvTimeoutError(

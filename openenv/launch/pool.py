@@ -37,8 +37,8 @@ from typing import Any, Generic, TypeVar
 
 from openenv.cleanup import run_to_completion
 from openenv.client.async_client import AsyncEnvClient
-from openenv.launch.spares import SpareServers
 from openenv.exceptions import ConnectError, OpenEnvError, PoolError
+from openenv.launch.spares import SpareServers
 from openenv.progress import Progress
 from openenv.providers.base import Provider, ServerHandle
 from openenv.types import StepResult

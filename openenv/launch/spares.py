@@ -118,12 +118,14 @@ class SpareServers(Generic[ClientT]):
             task.add_done_callback(self._starting.discard)
 
     async def close(self) -> None:
-        """Stop starting, close the spares' sessions and stop their servers and the retired
-        ones; servers a cancelled start left behind are the provider's to stop (its close)."""
+        """Close the spares' sessions and stop their servers and the retired ones.
+
+        Starts under way are waited for, not cancelled, and their servers stopped: a start
+        cancelled inside the provider (a container being created, say) could leave a server
+        behind that no one knows of.
+        """
         self._closed = True
         self._changed.set()
-        for task in self._starting:
-            task.cancel()
         await asyncio.gather(*self._starting, return_exceptions=True)
         while self._ready:
             self.retire(*self._ready.popleft())
