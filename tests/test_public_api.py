@@ -17,6 +17,7 @@ def test_all_is_locked() -> None:
             "ConnectionLostError", "Endpoint", "EndpointProvider", "EnvClient", "EnvError",
             "EnvTimeoutError",
             "InvalidActionError", "InvalidMessageError", "LocalProcessProvider", "NotResetError",
+            "NotSupportedError",
             "Observation", "OpenEnvError", "PoolError", "ProtocolError", "Provider",
             "ProviderError", "RemoteError", "ServerHandle", "ServerTimeoutError", "State",
             "StepResult", "VersionMismatchError", "__version__",
