@@ -360,6 +360,11 @@ class EnvPool(Generic[ClientT]):
         finally:
             self._spares.retire(server, client)
 
+    @property
+    def spares_ready(self) -> int:
+        """Spare servers ready to hand out now (``fresh_per_episode`` pools; else 0)."""
+        return 0 if self._spares is None else self._spares.ready
+
     # Branching.
 
     def fork(self, env: ClientT, count: int) -> Forks[ClientT]:

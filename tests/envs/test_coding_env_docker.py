@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from envs.coding_env import AsyncCodingEnv, CodeAction
+from tests.conftest import CODING_IMAGE as IMAGE
 
 pytestmark = pytest.mark.usefixtures("docker_images")
 
-IMAGE = "coding-env:latest"
 LIMIT_S = 2.0
 SETTINGS = {"OPENENV_CODING_TIMEOUT": str(LIMIT_S)}
 
@@ -107,3 +107,17 @@ async def test_the_container_is_the_boundary_when_the_interpreter_lets_code_thro
             env, "import socket\nsocket.create_connection(('127.0.0.1', 9), 1)"
         )
         assert code == 1 and "Connection refused" in stderr
+
+
+async def test_a_fork_in_a_container_carries_the_interpreter_state(
+    container: AsyncCodingEnv,
+) -> None:
+    # The sandbox (non-root, no capabilities, read-only root, pids limit) still lets the
+    # worker fork itself, and the fork server adopt the copy.
+    assert await run(container, "import math\nx = 1") == (0, "", "")
+    async with await container.fork() as child:
+        assert await run(child, "print(x, math.pi > 3)") == (0, "1 True\n", "")
+        assert await run(container, "x = 2") == (0, "", "")
+        assert await run(child, "print(x)") == (0, "1\n", "")
+        assert await run(child, "x = 3") == (0, "", "")
+    assert await run(container, "print(x)") == (0, "2\n", "")
