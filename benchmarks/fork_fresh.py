@@ -8,7 +8,8 @@ in a process of its own: the echo env, and the coding env holding ~100 MB of Pyt
 ``fresh``: Docker containers, back to back in one run:
 
 1. the container start rate: ``--starts`` containers started ``--concurrency`` at a time
-   through the provider (create, start, wait until it accepts sessions), then stopped;
+   through the provider (create, start, wait until it accepts sessions), then stopped; measured
+   before and after steps 2-3 (the machine's load drifts), the mean is the baseline;
 2. acquire-to-ready from spares: episodes paced slower than starts, so a spare is always
    there; the time from ``pool.acquire()`` until the env is in hand (session open);
 3. sustained fresh episodes/s: ``--episodes`` episodes (reset + ``--steps`` steps each) as
@@ -113,24 +114,27 @@ async def bench_fresh(
 
     results: dict[str, Any] = {"image": image, "concurrency": concurrency}
 
-    # 1. How fast this machine's Docker starts containers (through the same provider).
-    provider = LocalDockerProvider(image)
-    limit = asyncio.Semaphore(concurrency)
+    # 1. How fast this machine's Docker starts containers (through the same provider), measured
+    # before and after the fresh run: the machine's load drifts, the mean is the baseline.
+    async def start_rate() -> tuple[float, float]:
+        provider = LocalDockerProvider(image)
+        limit = asyncio.Semaphore(concurrency)
 
-    async def start_one() -> Any:
-        async with limit:
-            return await provider.start()
+        async def start_one() -> Any:
+            async with limit:
+                return await provider.start()
 
-    async with provider:
-        await provider.stop(await provider.start())  # warm-up (image cache, daemon)
-        began = time.perf_counter()
-        servers = await asyncio.gather(*(start_one() for _ in range(starts)))
-        start_s = time.perf_counter() - began
-        began = time.perf_counter()
-        await asyncio.gather(*(provider.stop(server) for server in servers))
-        stop_s = time.perf_counter() - began
-    results["container_starts_per_s"] = round(starts / start_s, 2)
-    results["container_stops_per_s"] = round(starts / stop_s, 2)
+        async with provider:
+            await provider.stop(await provider.start())  # warm-up (image cache, daemon)
+            began = time.perf_counter()
+            servers = await asyncio.gather(*(start_one() for _ in range(starts)))
+            start_s = time.perf_counter() - began
+            began = time.perf_counter()
+            await asyncio.gather(*(provider.stop(server) for server in servers))
+            stop_s = time.perf_counter() - began
+        return starts / start_s, starts / stop_s
+
+    before, stops_before = await start_rate()
 
     async def episode(env: AsyncEchoEnv) -> None:
         await env.reset()
@@ -148,7 +152,7 @@ async def bench_fresh(
     async with pool:
         # 2. Acquire-to-ready from spares: one episode at a time, paced below the start rate.
         waits = []
-        pace_s = 1.5 / results["container_starts_per_s"]
+        pace_s = 1.5 / before
         for _ in range(max(8, spares * 2)):
             while pool.spares_ready < 1:  # noqa: ASYNC110 - a bench poll, no event
                 await asyncio.sleep(0.01)
@@ -172,10 +176,17 @@ async def bench_fresh(
 
         await asyncio.gather(*(worker() for _ in range(size)))
         elapsed = time.perf_counter() - began
+    after, stops_after = await start_rate()
+    results["container_starts_per_s"] = {
+        "before": round(before, 2),
+        "after": round(after, 2),
+        "mean": round((before + after) / 2, 2),
+    }
+    results["container_stops_per_s"] = round((stops_before + stops_after) / 2, 2)
     results["fresh_episodes"] = episodes
     results["fresh_episodes_per_s"] = round(episodes / elapsed, 2)
     results["fresh_vs_start_rate"] = round(
-        results["fresh_episodes_per_s"] / results["container_starts_per_s"], 2
+        results["fresh_episodes_per_s"] / results["container_starts_per_s"]["mean"], 2
     )
     results["pool_stats"] = vars(pool.stats)
     return results
