@@ -3,7 +3,9 @@
 ``fork``: p50/p99 of ``await env.fork()`` (the ``fork`` request, the copy, a new connection
 with the ticket and its greeting: the fork is ready to step when it returns), with the server
 in a process of its own: the echo env, and the coding env holding ~100 MB of Python objects
-(the worker's RSS is reported). Forks are closed outside the timed part.
+(the worker's RSS is reported). Forks are closed outside the timed part, with a pause after
+each close; interleaved with the forks, opening a plain new session on the same server is
+timed too (``new_session``): the floor a fork cannot beat, under the same load.
 
 ``fresh``: Docker containers, back to back in one run:
 
@@ -67,15 +69,23 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-async def time_forks(env: Any, count: int, pause_s: float) -> list[float]:
-    samples = []
+async def time_forks(env: Any, count: int, pause_s: float) -> tuple[list[float], list[float]]:
+    """Fork latencies, and interleaved with them the latency of opening a plain new session on
+    the same server (what a fork costs beyond a connection, under the same load)."""
+    forks, sessions = [], []
     for _ in range(count):
         began = time.perf_counter()
         fork = await env.fork()
-        samples.append(time.perf_counter() - began)
+        forks.append(time.perf_counter() - began)
         await fork.close()
-        await asyncio.sleep(pause_s)  # let the closed fork's process go before the next
-    return samples
+        await asyncio.sleep(pause_s)  # let the closed fork's teardown pass before the next
+        began = time.perf_counter()
+        plain = type(env)(env.endpoint)
+        await plain.connect()
+        sessions.append(time.perf_counter() - began)
+        await plain.close()
+        await asyncio.sleep(pause_s)
+    return forks, sessions
 
 
 async def bench_fork(forks: int, coding_forks: int) -> dict[str, Any]:
@@ -87,7 +97,8 @@ async def bench_fork(forks: int, coding_forks: int) -> dict[str, Any]:
             await env.reset()
             await env.step(EchoAction(message="prefix"))
             await time_forks(env, 10, 0)  # warm-up
-            results["echo"] = percentiles(await time_forks(env, forks, 0))
+            samples, plain = await time_forks(env, forks, 0.02)
+            results["echo"] = {**percentiles(samples), "new_session": percentiles(plain)}
     provider = LocalProcessProvider("envs.coding_env")
     async with provider:
         server = await provider.start()
@@ -97,13 +108,17 @@ async def bench_fork(forks: int, coding_forks: int) -> dict[str, Any]:
             assert built.observation.exit_code == 0, built.observation.stderr
             worker_rss = max(rss_mb(pid) for pid in descendants(int(server.id)))
             await time_forks(env, 3, 0.1)  # warm-up
-            samples = await time_forks(env, coding_forks, 0.1)
+            samples, plain = await time_forks(env, coding_forks, 0.1)
             check = await env.fork()
             assert (await check.step(CodeAction(code="len(big)"))).observation.stdout == (
                 "2000000\n"
             )
             await check.close()
-            results["coding_100mb"] = {**percentiles(samples), "worker_rss_mb": round(worker_rss)}
+            results["coding_100mb"] = {
+                **percentiles(samples),
+                "worker_rss_mb": round(worker_rss),
+                "new_session": percentiles(plain),
+            }
     return results
 
 

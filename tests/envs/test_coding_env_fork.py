@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
 from envs.coding_env import AsyncCodingEnv, CodeAction
 from envs.coding_env.server.coding_environment import _FORK_SERVER, CodingEnvironment, _on_spawner
 from openenv.providers import LocalProcessProvider
 from openenv.providers.base import ServerHandle
+from tests.envs import test_coding_env
 from tests.envs.test_coding_env import (
     C_LOOP,
+    SERVER_SETTINGS,
     _process_table,
     descendants,
     gone,
@@ -28,19 +28,7 @@ from tests.envs.test_coding_env import (
 )
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
-SETTINGS = {"OPENENV_CODING_TIMEOUT": "10"}
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def coding_server() -> AsyncIterator[ServerHandle]:
-    provider = LocalProcessProvider("envs.coding_env", env=SETTINGS)
-    server = await provider.start()
-    try:
-        yield server
-    finally:
-        tree = descendants(int(server.id))
-        await provider.close()
-        assert await gone(tree), "a worker or a fork outlived its server"
+coding_server = test_coding_env.coding_server  # one server for the module (2 s step limit)
 
 
 async def out(env: AsyncCodingEnv, code: str) -> str:
@@ -112,7 +100,7 @@ async def test_a_fork_before_any_worker_gets_a_worker_of_its_own(
 
 @module_loop
 async def test_killing_the_server_kills_a_fork_stuck_in_c() -> None:
-    provider = LocalProcessProvider("envs.coding_env", env=SETTINGS)
+    provider = LocalProcessProvider("envs.coding_env", env=SERVER_SETTINGS)
     try:
         server = await provider.start()
         parent = AsyncCodingEnv(server.endpoint)

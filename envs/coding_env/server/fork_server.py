@@ -36,7 +36,7 @@ from pathlib import Path
 
 import msgspec
 
-from envs.coding_env.server.worker import HEADER, WorkerConfig
+from envs.coding_env.server.worker import HEADER, WorkerConfig, read_frame
 
 __all__ = ["Adopt", "Answer", "Fork", "ForkServer", "Wait", "main"]
 
@@ -75,28 +75,8 @@ def _frame(message: msgspec.Struct) -> bytes:
 
 
 def _read_frame(sock: socket.socket) -> tuple[bytes | None, list[int]]:
-    """One frame and the fds attached to it; (None, []) at end of file."""
-    header, fds = b"", []
-    while len(header) < HEADER.size:
-        data, received, _, _ = socket.recv_fds(sock, HEADER.size - len(header), 4)
-        fds += received
-        if not data:
-            for fd in fds:
-                os.close(fd)
-            return None, []
-        header += data
-    (size,) = HEADER.unpack(header)
-    if size > _MAX_FRAME:
-        raise ValueError(f"control frame of {size} bytes")
-    body = bytearray()
-    while len(body) < size:
-        data = sock.recv(size - len(body))
-        if not data:
-            for fd in fds:
-                os.close(fd)
-            return None, []
-        body += data
-    return bytes(body), fds
+    """One control frame and the fds attached to it; (None, []) at end of file."""
+    return read_frame(sock, max_fds=4, max_size=_MAX_FRAME)
 
 
 # The fork server's side.

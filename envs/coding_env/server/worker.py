@@ -39,6 +39,7 @@ __all__ = [
     "default_authorized_imports",
     "describe_error",
     "main",
+    "read_frame",
     "truncation_marker",
 ]
 
@@ -324,7 +325,7 @@ def main(sock: socket.socket, config: WorkerConfig, parent_pid: int | None = Non
     decoder = msgspec.msgpack.Decoder(Request)
     encoder = msgspec.msgpack.Encoder()
     while True:
-        frame, fds = _read_frame(sock)
+        frame, fds = read_frame(sock)
         if frame is None:
             return  # the server closed its end
         request = decoder.decode(frame)
@@ -336,8 +337,7 @@ def main(sock: socket.socket, config: WorkerConfig, parent_pid: int | None = Non
                 _become_copy(sock, parent_pid)
                 continue
         else:
-            for fd in fds:  # only a fork request carries a socket
-                os.close(fd)
+            _close_all(fds)  # only a fork request carries a socket
             try:
                 reply = _serve(interpreter, request)
             except MemoryError:
@@ -372,23 +372,36 @@ def _sendable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _read_frame(sock: socket.socket) -> tuple[bytes | None, list[int]]:
-    """One frame and the fds attached to it (a fork's socket); (None, []) at end of file."""
+def read_frame(
+    sock: socket.socket, max_fds: int = 1, max_size: int | None = None
+) -> tuple[bytes | None, list[int]]:
+    """One frame and the fds attached to it (at most ``max_fds``); (None, []) at end of file.
+
+    Raises:
+        ValueError: the frame is larger than ``max_size``.
+    """
     header, fds = b"", []
     while len(header) < HEADER.size:
-        data, received, _, _ = socket.recv_fds(sock, HEADER.size - len(header), 1)
+        data, received, _, _ = socket.recv_fds(sock, HEADER.size - len(header), max_fds)
         fds += received
         if not data:
-            for fd in fds:
-                os.close(fd)
+            _close_all(fds)
             return None, []
         header += data
-    body = _read_exactly(sock, HEADER.unpack(header)[0])
+    (size,) = HEADER.unpack(header)
+    if max_size is not None and size > max_size:
+        _close_all(fds)
+        raise ValueError(f"frame of {size} bytes")
+    body = _read_exactly(sock, size)
     if body is None:
-        for fd in fds:
-            os.close(fd)
+        _close_all(fds)
         return None, []
     return body, fds
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
@@ -413,8 +426,7 @@ def _fork(fds: list[int]) -> tuple[Reply, socket.socket | None]:
     ``(Reply(), socket)`` in the copy, which then serves the socket that came with the request.
     """
     if len(fds) != 1:
-        for fd in fds:
-            os.close(fd)
+        _close_all(fds)
         return Reply(stderr=f"a fork request needs 1 socket, got {len(fds)}\n", exit_code=1), None
     try:
         pid = _fork_sibling()
