@@ -214,6 +214,8 @@ class _EnvServer:
                 "max_frame_bytes": self.config.max_frame_bytes,
                 "active_sessions": self.active_sessions,
                 "sessions_served": self.sessions_served,
+                "forks_parked": len(self.forks),
+                "fork_ticket_ttl": self.config.fork_ticket_ttl,
                 **self.schemas,
             }
         )

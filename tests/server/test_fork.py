@@ -147,6 +147,26 @@ async def test_an_env_that_cannot_copy_itself_answers_not_supported(
         await parent.step(say("still usable"))
 
 
+class _BlockingEcho(EchoEnvironment):
+    """Runs on a thread of its own per session; so does its fork."""
+
+    blocking = True
+
+
+async def test_a_blocking_env_forks_on_its_thread() -> None:
+    async with echo_server(_BlockingEcho) as (address, server):
+        async with AsyncEchoEnv(address, token=TOKEN) as parent:
+            await parent.reset()
+            await parent.step(say("a"))
+            (ticket,) = await parent.fork_tickets()
+            assert len(server.forks) == 1  # parked until redeemed
+            async with AsyncEchoEnv(address, ticket=ticket) as child:
+                assert len(server.forks) == 0
+                await child.step(say("b"))
+                assert (await child.state()).step_count == 2
+            assert (await parent.state()).step_count == 1
+
+
 class _ForkRaises(EchoEnvironment):
     def fork(self) -> EchoEnvironment:
         raise RuntimeError("copy went wrong")
