@@ -58,6 +58,9 @@ async def test_the_fork_starts_with_the_interpreter_state_then_each_goes_its_own
             await out(child, "x = 3\nseen.append('child')")
             assert await out(parent, "print(x, seen)") == "2 [1, 'parent']\n"
             assert await out(child, "print(x, seen)") == "3 [1, 'child']\n"
+            # The random generator's state is part of the copy: both draw the same next number.
+            draw = "import random\nrandom.random()"
+            assert await out(parent, draw) == await out(child, draw)
             await out(child, "y = 'only in the child'")
             missing = (await parent.step(CodeAction(code="y"))).observation
             assert missing.exit_code == 1 and "NameError" in missing.stderr

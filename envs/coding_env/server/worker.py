@@ -428,6 +428,11 @@ def _fork(fds: list[int]) -> tuple[Reply, socket.socket | None]:
     if len(fds) != 1:
         _close_all(fds)
         return Reply(stderr=f"a fork request needs 1 socket, got {len(fds)}\n", exit_code=1), None
+    import random
+
+    # A fork re-seeds `random` in the child (an os.register_at_fork hook); a copy of the
+    # session keeps its generator's state, as it keeps everything else.
+    generator = random.getstate()
     try:
         pid = _fork_sibling()
     except OSError as exc:
@@ -436,6 +441,7 @@ def _fork(fds: list[int]) -> tuple[Reply, socket.socket | None]:
     if pid is None:
         pid = _fork_grandchild()
     if pid == 0:
+        random.setstate(generator)
         return Reply(), socket.socket(fileno=fds[0])
     os.close(fds[0])
     if pid < 0:
