@@ -33,7 +33,7 @@ from typing import Any
 
 from envs.coding_env import AsyncCodingEnv, CodeAction
 from envs.echo_env import AsyncEchoEnv, EchoAction
-from openenv import EnvPool
+from openenv import EnvPool, procfs
 from openenv.providers import LocalProcessProvider
 
 HUNDRED_MB = "big = list(range(2_000_000))\nindex = dict.fromkeys(range(300_000))\nlen(big)"
@@ -56,12 +56,8 @@ def rss_mb(pid: int) -> float:
 
 
 def descendants(root: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
+    pids = [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+    parents = {pid: procfs.parent_pid(pid) for pid in pids}
     found, frontier = [], {root}
     while frontier:
         frontier = {pid for pid, ppid in parents.items() if ppid in frontier}
