@@ -132,6 +132,14 @@ class SpareServers(Generic[ClientT]):
         await asyncio.gather(*self._retiring, return_exceptions=True)
 
     async def _start_one(self) -> None:
+        try:
+            await self._start_until_ready()
+        finally:
+            # Not counted as starting from here on, before any woken taker runs and refills
+            # (a done-callback would run after it, and the refill would come up one short).
+            self._starting.discard(asyncio.current_task())
+
+    async def _start_until_ready(self) -> None:
         while not self._closed:
             try:
                 async with self._start_limit:

@@ -124,6 +124,22 @@ async def test_fresh_mode_stops_the_used_server_after_the_episode() -> None:
                 await asyncio.sleep(0.02)
 
 
+async def test_a_taker_woken_by_a_new_spare_still_gets_a_replacement_started() -> None:
+    async with marker_pool(2, spares=1) as pool:
+        first, second = pool.acquire(), pool.acquire()
+        await first.__aenter__()  # takes the only spare; its replacement starts
+        waiting = asyncio.ensure_future(second.__aenter__())  # waits for that one
+        try:
+            await waiting
+            await second.__aexit__(None, None, None)
+        finally:
+            await first.__aexit__(None, None, None)
+        # The second taker's spare must be replaced too, with no further acquire.
+        async with asyncio.timeout(30):
+            while pool.spares_ready < 1:  # noqa: ASYNC110 - started in the background; no event
+                await asyncio.sleep(0.02)
+
+
 async def test_fresh_mode_has_no_batch_calls() -> None:
     async with marker_pool(1, spares=1) as pool:
         with pytest.raises(PoolError, match="acquire"):
