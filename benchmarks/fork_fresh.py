@@ -7,19 +7,21 @@ in a process of its own: the echo env, and the coding env holding ~100 MB of Pyt
 each close; interleaved with the forks, opening a plain new session on the same server is
 timed too (``new_session``): the floor a fork cannot beat, under the same load.
 
-``fresh``: Docker containers, back to back in one run:
+``fresh``: Docker containers, one run:
 
-1. the container start rate: ``--starts`` containers started ``--concurrency`` at a time
-   through the provider (create, start, wait until it accepts sessions), then stopped; measured
-   before and after steps 2-3 (the machine's load drifts), the mean is the baseline;
-2. acquire-to-ready from spares: episodes paced slower than starts, so a spare is always
-   there; the time from ``pool.acquire()`` until the env is in hand (session open);
-3. sustained fresh episodes/s: ``--episodes`` episodes (reset + ``--steps`` steps each) as
-   fast as ``--size`` workers go, every one on a container no one used, each stopped after.
+1. acquire-to-ready from spares: episodes paced so that a spare is there; the time from
+   ``pool.acquire()`` until the env is in hand (session open);
+2. ``--rounds`` rounds back to back, each: this machine's container start rate (``--starts``
+   containers started ``--concurrency`` at a time through the same provider: create, start,
+   wait until it accepts sessions; then stopped), then ``--episodes`` fresh episodes (reset +
+   ``--steps`` steps) as fast as ``--size`` workers go, every one on a container no one used,
+   stopped after it, timed until the spares are all ready again (as the round began). The
+   figure is the median over rounds of fresh episodes/s divided by the start rate of the same
+   round (the machine's load drifts between rounds).
 
     .venv/bin/python benchmarks/fork_fresh.py fork [--forks 200] [--coding-forks 40]
-    .venv/bin/python benchmarks/fork_fresh.py fresh [--image echo-env:latest] [--starts 24]
-        [--concurrency 4] [--spares 4] [--size 4] [--episodes 48] [--json FILE]
+    .venv/bin/python benchmarks/fork_fresh.py fresh [--image echo-env:latest] [--starts 12]
+        [--concurrency 4] [--spares 4] [--size 4] [--episodes 16] [--rounds 3] [--json FILE]
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -119,15 +122,20 @@ async def bench_fork(forks: int, coding_forks: int) -> dict[str, Any]:
 
 
 async def bench_fresh(
-    image: str, starts: int, concurrency: int, spares: int, size: int, episodes: int, steps: int
+    image: str,
+    starts: int,
+    concurrency: int,
+    spares: int,
+    size: int,
+    episodes: int,
+    steps: int,
+    rounds: int,
 ) -> dict[str, Any]:
     from openenv.providers.docker import LocalDockerProvider
 
-    results: dict[str, Any] = {"image": image, "concurrency": concurrency}
-
-    # 1. How fast this machine's Docker starts containers (through the same provider), measured
-    # before and after the fresh run: the machine's load drifts, the mean is the baseline.
-    async def start_rate() -> tuple[float, float]:
+    async def start_rate() -> float:
+        """Containers started per second, ``concurrency`` at a time (create, start, wait until
+        it accepts sessions), through the same provider; all stopped afterwards."""
         provider = LocalDockerProvider(image)
         limit = asyncio.Semaphore(concurrency)
 
@@ -136,16 +144,11 @@ async def bench_fresh(
                 return await provider.start()
 
         async with provider:
-            await provider.stop(await provider.start())  # warm-up (image cache, daemon)
             began = time.perf_counter()
             servers = await asyncio.gather(*(start_one() for _ in range(starts)))
-            start_s = time.perf_counter() - began
-            began = time.perf_counter()
+            rate = starts / (time.perf_counter() - began)
             await asyncio.gather(*(provider.stop(server) for server in servers))
-            stop_s = time.perf_counter() - began
-        return starts / start_s, starts / stop_s
-
-    before, stops_before = await start_rate()
+        return rate
 
     async def episode(env: AsyncEchoEnv) -> None:
         await env.reset()
@@ -160,10 +163,12 @@ async def bench_fresh(
         spares=spares,
         start_concurrency=concurrency,
     )
+    results: dict[str, Any] = {"image": image, "concurrency": concurrency, "spares": spares}
+    per_round: list[dict[str, float]] = []
+    sustained_waits: list[float] = []
     async with pool:
-        # 2. Acquire-to-ready from spares: one episode at a time, paced below the start rate.
+        # Acquire-to-ready from spares: one episode at a time, paced so a spare is ready.
         waits = []
-        pace_s = 1.5 / before
         for _ in range(max(8, spares * 2)):
             while pool.spares_ready < 1:  # noqa: ASYNC110 - a bench poll, no event
                 await asyncio.sleep(0.01)
@@ -171,40 +176,42 @@ async def bench_fresh(
             async with pool.acquire() as env:
                 waits.append(time.perf_counter() - began)
                 await episode(env)
-            await asyncio.sleep(pace_s)
         results["acquire_to_ready_from_spares"] = percentiles(waits)
 
-        # 3. Sustained: as many episodes as the pool can, each on an unused container.
-        remaining = episodes
-        sustained_waits = []
-        began = time.perf_counter()
+        # Rounds, back to back: the container start rate, then fresh episodes as fast as
+        # ``size`` workers go, every one on a container no one used (stopped after it).
+        for _ in range(rounds):
+            rate = await start_rate()
+            remaining = episodes
+            began = time.perf_counter()
 
-        async def worker() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                asked = time.perf_counter()
-                async with pool.acquire() as env:
-                    sustained_waits.append(time.perf_counter() - asked)
-                    await episode(env)
+            async def worker() -> None:
+                nonlocal remaining
+                while remaining > 0:
+                    remaining -= 1
+                    asked = time.perf_counter()
+                    async with pool.acquire() as env:
+                        sustained_waits.append(time.perf_counter() - asked)
+                        await episode(env)
 
-        await asyncio.gather(*(worker() for _ in range(size)))
-        elapsed = time.perf_counter() - began
-    after, stops_after = await start_rate()
-    results["container_starts_per_s"] = {
-        "before": round(before, 2),
-        "after": round(after, 2),
-        "mean": round((before + after) / 2, 2),
-    }
-    results["container_stops_per_s"] = round((stops_before + stops_after) / 2, 2)
-    # When episodes outrun the starts, an acquire waits for the next spare: the start rate
+            await asyncio.gather(*(worker() for _ in range(size)))
+            # The round began with every spare ready: it ends when they all are again, so
+            # the spares started before it do not count as its throughput.
+            while pool.spares_ready < spares:  # noqa: ASYNC110 - a bench poll, no event
+                await asyncio.sleep(0.01)
+            fresh = episodes / (time.perf_counter() - began)
+            per_round.append(
+                {
+                    "container_starts_per_s": round(rate, 2),
+                    "fresh_episodes_per_s": round(fresh, 2),
+                    "ratio": round(fresh / rate, 2),
+                }
+            )
+    results["rounds"] = per_round
+    results["fresh_vs_start_rate_median"] = statistics.median(r["ratio"] for r in per_round)
+    # When episodes outrun the starts an acquire waits for the next spare: the start rate
     # bounds the throughput then, and this shows the wait.
     results["acquire_to_ready_sustained"] = percentiles(sustained_waits)
-    results["fresh_episodes"] = episodes
-    results["fresh_episodes_per_s"] = round(episodes / elapsed, 2)
-    results["fresh_vs_start_rate"] = round(
-        results["fresh_episodes_per_s"] / results["container_starts_per_s"]["mean"], 2
-    )
     results["pool_stats"] = vars(pool.stats)
     return results
 
@@ -217,11 +224,12 @@ def main() -> None:
     fork.add_argument("--coding-forks", type=int, default=40)
     fresh = sub.add_parser("fresh")
     fresh.add_argument("--image", default="echo-env:latest")
-    fresh.add_argument("--starts", type=int, default=24)
+    fresh.add_argument("--starts", type=int, default=12)
     fresh.add_argument("--concurrency", type=int, default=4)
     fresh.add_argument("--spares", type=int, default=4)
     fresh.add_argument("--size", type=int, default=4)
-    fresh.add_argument("--episodes", type=int, default=48)
+    fresh.add_argument("--episodes", type=int, default=16)
+    fresh.add_argument("--rounds", type=int, default=3)
     fresh.add_argument("--steps", type=int, default=10)
     for command in (fork, fresh):
         command.add_argument("--json", help="also write the results to this file")
@@ -238,6 +246,7 @@ def main() -> None:
                 args.size,
                 args.episodes,
                 args.steps,
+                args.rounds,
             )
         )
     text = json.dumps(results, indent=2)
