@@ -22,6 +22,7 @@ from openenv.exceptions import (
     ConnectionLostError,
     EnvMismatchError,
     EnvTimeoutError,
+    NotSupportedError,
     ProtocolError,
     VersionMismatchError,
     remote_error,
@@ -218,6 +219,12 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         """
         if count < 1:
             raise ValueError(f"count must be at least 1, not {count}")
+        if self._hello is None:
+            await self.connect()
+        if self.dialect == "upstream":
+            raise NotSupportedError(
+                f"{self.endpoint} speaks upstream OpenEnv's dialect, which has no fork"
+            )
         reply = await self._call(Fork(id=next(self._ids), count=count))
         assert isinstance(reply, ForkTickets)
         return reply.tickets
@@ -228,6 +235,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
             connect_timeout=self.connect_timeout,
             timeout=self.timeout,
             max_frame_bytes=self.max_frame_bytes,
+            protocol="openenv",
             ticket=ticket,
         )
 

@@ -72,11 +72,11 @@ class _EnvServer:
         """Give back slots taken by :meth:`reserve`."""
         self.active_sessions -= count
 
-    def authorized(self, presented: bytes) -> bool:
+    def authorized(self, scope: Scope) -> bool:
         if self.config.token is None:
             return True
         # Constant-time comparison: the time taken says nothing about the token.
-        return hmac.compare_digest(presented, f"Bearer {self.config.token}".encode())
+        return hmac.compare_digest(_authorization(scope), f"Bearer {self.config.token}".encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ``/ws`` endpoint, as a plain ASGI app: one session per connection."""
@@ -85,7 +85,7 @@ class _EnvServer:
         if presented.startswith(_FORK_PREFIX):
             await self._serve_fork(presented[len(_FORK_PREFIX) :], scope, receive, send)
             return
-        if not self.authorized(presented):
+        if not self.authorized(scope):
             # Closing before accept refuses the handshake (HTTP 403): no env is ever created.
             log.warning("refused a session from %s: missing or wrong token", _peer(scope))
             await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
