@@ -209,6 +209,22 @@ async def test_a_ticket_is_refused_by_a_server_with_another_token() -> None:
             assert (await child.state()).step_count == 0
 
 
+async def test_the_upstream_dialect_has_no_fork() -> None:
+    async with echo_server() as (address, _):
+        async with AsyncEchoEnv(address, token=TOKEN, protocol="upstream") as upstream:
+            await upstream.reset()
+            with pytest.raises(NotSupportedError, match="upstream"):
+                await upstream.fork()
+            await upstream.step(say("still usable"))
+        async with AsyncEchoEnv(address, token=TOKEN) as parent:
+            (ticket,) = await parent.fork_tickets()
+            # A ticket opens only a session in our dialect; refused, it stays redeemable.
+            with pytest.raises(AuthenticationError):
+                await AsyncEchoEnv(address, ticket=ticket, protocol="upstream").connect()
+            async with AsyncEchoEnv(address, ticket=ticket) as child:
+                await child.reset()
+
+
 async def test_forged_tickets_are_refused() -> None:
     async with echo_server() as (address, _), AsyncEchoEnv(address, token=TOKEN) as parent:
         (ticket,) = await parent.fork_tickets()
