@@ -129,6 +129,7 @@ class _EnvServer:
             return
         fork = self.forks.redeem(ticket.decode("ascii", "replace"))
         if fork is None:
+            log.warning("refused a fork ticket from %s: used, expired or not ours", _peer(scope))
             await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
             return
         self.sessions_served += 1
