@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import os
 import secrets
 import shutil
@@ -29,7 +30,7 @@ from typing import Any, Literal, TypedDict
 
 import aiodocker
 
-from openenv.cleanup import exit_on_sigterm
+from openenv.cleanup import exit_on_sigterm, run_to_completion
 from openenv.endpoint import Endpoint
 from openenv.exceptions import ProviderError
 from openenv.providers.base import Provider, ServerHandle
@@ -156,6 +157,9 @@ class LocalDockerProvider(Provider):
         self._docker: aiodocker.Docker | None = None
         self._containers: dict[str, _Container] = {}
         self._handles: dict[str, ServerHandle] = {}
+        # Creates abandoned by a cancelled start, and removals of what they created: close()
+        # waits for both, so that no container comes into being after the provider closed.
+        self._abandoned: set[asyncio.Future[Any]] = set()
 
     # Provider interface.
 
@@ -163,13 +167,20 @@ class LocalDockerProvider(Provider):
         docker = self._client()
         workdir = self._make_workdir()
         token = secrets.token_urlsafe(24) if self.auth else None
+        creating = asyncio.ensure_future(docker.containers.create(self._config(workdir, token)))
         try:
-            container = await docker.containers.create(self._config(workdir, token))
+            container = await asyncio.shield(creating)
         except aiodocker.DockerError as exc:
             shutil.rmtree(workdir, ignore_errors=True)
             raise ProviderError(
                 f"cannot create a container of {self.image}: {exc.message}"
             ) from exc
+        except asyncio.CancelledError:
+            # The daemon may still carry out a create cancelled mid-request, and a container
+            # whose id we never learn is leaked: remove it once it exists.
+            self._abandoned.add(creating)
+            creating.add_done_callback(functools.partial(self._remove_created, workdir))
+            raise
         record = _Container(container.id, workdir)
         _live.add(container.id, self._docker_url, workdir)
         try:
@@ -182,6 +193,24 @@ class LocalDockerProvider(Provider):
         self._containers[handle.id] = record
         self._handles[handle.id] = handle
         return handle
+
+    def _remove_created(self, workdir: Path, creating: asyncio.Future[Any]) -> None:
+        self._abandoned.discard(creating)
+        if creating.cancelled() or creating.exception() is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+            return
+        container_id = creating.result().id
+        _live.add(container_id, self._docker_url, workdir)  # the exit hook's, if we are ending
+        # A client of its own: the provider's may be closed by the time this runs.
+        removal = asyncio.ensure_future(_force_remove({container_id: self._docker_url}))
+        self._abandoned.add(removal)
+
+        def removed(task: asyncio.Future[None]) -> None:
+            self._abandoned.discard(task)
+            _live.discard(container_id)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+        removal.add_done_callback(removed)
 
     async def stop(self, server: ServerHandle) -> None:
         record = self._containers.pop(server.id, None)
@@ -211,6 +240,10 @@ class LocalDockerProvider(Provider):
         try:
             await super().close()
         finally:
+            # An abandoned create must finish on the open client (closing it under the request
+            # would lose the id of a container the daemon still makes), then be removed.
+            while self._abandoned:
+                await run_to_completion(asyncio.gather(*self._abandoned, return_exceptions=True))
             if self._docker is not None:
                 await self._docker.close()
                 self._docker = None

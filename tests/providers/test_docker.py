@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -113,6 +114,35 @@ async def test_killed_container_fails_the_next_call_fast_and_leaves_nothing() ->
     assert provider.running() == []
 
 
+def pool_containers(pool: str) -> list[str]:
+    done = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=openenv.pool={pool}"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    return done.stdout.split()
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.002, 0.005, 0.01, 0.02, 0.05])
+async def test_a_start_cancelled_at_any_moment_leaves_no_container(delay: float) -> None:
+    # Some of these delays land while the daemon is creating the container: its id is not
+    # known yet, and the provider must still remove it once it exists.
+    provider = LocalDockerProvider(IMAGE)
+    starting = asyncio.create_task(provider.start())
+    await asyncio.sleep(delay)
+    starting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await starting
+    await provider.close()
+    for _ in range(600):  # a removal scheduled at the cancellation may still be under way
+        if not pool_containers(provider.pool):
+            break
+        await asyncio.sleep(0.05)
+    assert pool_containers(provider.pool) == []
+    assert provider.running() == []
+
+
 async def test_missing_image_is_a_provider_error() -> None:
     async with LocalDockerProvider("openenv-no-such-image:nope") as provider:
         with pytest.raises(ProviderError, match="openenv-no-such-image"):
@@ -121,7 +151,7 @@ async def test_missing_image_is_a_provider_error() -> None:
 
 async def test_a_container_that_dies_at_start_up_reports_its_log() -> None:
     provider = LocalDockerProvider(IMAGE, env={"OPENENV_APP": "no_such_env_module"})
-    with pytest.raises(ProviderError, match="No module named 'no_such_env_module'"):
+    with pytest.raises(ProviderError, match="no module named 'no_such_env_module'"):
         await provider.start()
     await provider.close()
     assert provider.running() == []
