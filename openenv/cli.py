@@ -228,6 +228,10 @@ def _parser() -> argparse.ArgumentParser:
         "--all", action="store_true", help="remove every managed container and temp folder"
     )
     prune.set_defaults(handler=_prune)
+
+    from openenv.cli_authoring import add_commands as add_authoring_commands
+
+    add_authoring_commands(commands)
     return parser
 
 

@@ -41,6 +41,8 @@ class Environment(ABC, Generic[ActT, ObsT, StateT]):
         blocking: run sync ``reset``/``step`` on a per-session worker thread.
         forkable: whether :meth:`fork` may copy the env; False answers every fork request
             with ``not_supported``.
+        deterministic: ``reset(seed=s)`` followed by the same actions always gives the same
+            observations; ``openenv validate`` checks it when set.
     """
 
     name: ClassVar[str] = ""
@@ -49,6 +51,7 @@ class Environment(ABC, Generic[ActT, ObsT, StateT]):
     state_type: ClassVar[type[State]] = State
     blocking: ClassVar[bool] = False
     forkable: ClassVar[bool] = True
+    deterministic: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

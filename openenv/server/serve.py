@@ -59,9 +59,10 @@ def load_app(target: str) -> Any:
         module_name, _, attribute = target.partition(":")
         module = import_env_module(module_name)
     else:
-        from openenv.registry import module_path
+        from openenv.server.discovery import module_name as package_of
 
-        module_name, attribute = f"{module_path(target)}.server.app", "app"
+        # package_of also finds env directories given by absolute path (openenv init's clients).
+        module_name, attribute = f"{package_of(target)}.server.app", "app"
         module = import_env_module(target, module_name)
     try:
         return getattr(module, attribute)

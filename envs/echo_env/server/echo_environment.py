@@ -16,6 +16,7 @@ class EchoEnvironment(Environment[EchoAction, EchoObservation, State]):
     """Echoes every message; the reward is the message length divided by 10."""
 
     name = "echo_env"
+    deterministic = True  # the same messages always echo the same way
 
     def __init__(self) -> None:
         self._state = State()
