@@ -153,12 +153,21 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
+def _skip_caches(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    name = Path(info.name).name
+    return None if name == "__pycache__" or name.endswith(".pyc") else info
+
+
 def _context(dockerfile: Path, wheels: Path, own: Path) -> bytes:
-    """The build context: the Dockerfile, the cached dependencies and our own wheel."""
+    """The build context: the Dockerfile, the env's folder as ``<env-name>/`` (for envs outside
+    this project's packages, whose Dockerfile copies it, as ``openenv init``'s does), the cached
+    dependencies and our own wheel."""
     buffer = io.BytesIO()
     ours = re.sub(r"[-_.]+", "_", DIST_NAME) + "-"
+    env_dir = dockerfile.parent.parent
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         tar.add(dockerfile, arcname="Dockerfile")
+        tar.add(env_dir, arcname=env_dir.name, filter=_skip_caches)
         for wheel in sorted(wheels.glob("*.whl")):
             if not wheel.name.startswith(ours):  # another build's copy of our wheel
                 tar.add(wheel, arcname=f"{_CONTEXT_WHEELS}/{wheel.name}")

@@ -1,0 +1,99 @@
+"""``openenv init``: a new env package from the templates in ``templates/``.
+
+Templates are package data (they ship in the wheel). A file ``X.tmpl`` becomes ``X``; ``BASE``
+in a file name becomes the env's base name (``demo`` for ``demo_env``); ``{{key}}`` in a file
+becomes one of :func:`names`. The package is written to a temporary directory beside its
+destination and renamed into place, so a failure leaves nothing half-made.
+"""
+
+from __future__ import annotations
+
+import keyword
+import os
+import re
+import shutil
+import sys
+import tempfile
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+from openenv.exceptions import OpenEnvError
+
+__all__ = ["ScaffoldError", "check_name", "names", "scaffold"]
+
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+_TAKEN = {"openenv", "envs", "tests", "test"}
+
+
+class ScaffoldError(OpenEnvError):
+    """``openenv init`` cannot create the package: a bad name, or the path is taken."""
+
+
+def check_name(name: str) -> None:
+    """Refuse names that are not lowercase identifiers or that would shadow a module.
+
+    Raises:
+        ScaffoldError: with one line saying why.
+    """
+    if not _NAME.fullmatch(name) or keyword.iskeyword(name):
+        raise ScaffoldError(
+            f"{name!r} is not a valid env name: use a lowercase Python identifier such as "
+            "demo_env (letters, digits, underscores; it names a package and an image)"
+        )
+    if name in sys.stdlib_module_names or name in _TAKEN:
+        raise ScaffoldError(f"{name!r} would shadow the Python module of that name; choose another")
+
+
+def names(name: str) -> dict[str, str]:
+    """The template variables: ``demo_env`` -> name ``demo_env``, base ``demo``, Base ``Demo``,
+    image ``demo-env``."""
+    base = name.removesuffix("_env").strip("_") or name
+    return {
+        "name": name,
+        "base": base,
+        "Base": "".join(part.capitalize() for part in base.split("_") if part),
+        "image": name.replace("_", "-"),
+    }
+
+
+def scaffold(name: str, parent: Path) -> Path:
+    """Create the env package ``parent/name`` and return its path.
+
+    Raises:
+        ScaffoldError: the name is invalid or ``parent/name`` already exists.
+    """
+    check_name(name)
+    target = parent.resolve() / name
+    if target.exists():
+        raise ScaffoldError(f"{target} already exists; refusing to overwrite it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    variables = names(name)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        _render(resources.files(__package__) / "templates", staging, variables)
+        os.rename(staging, target)  # atomic: the package appears whole or not at all
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _render(source: Traversable, destination: Path, variables: dict[str, str]) -> None:
+    for item in source.iterdir():
+        if item.name.startswith(("__pycache__", ".")):
+            continue
+        name = item.name.replace("BASE", variables["base"]).removesuffix(".tmpl")
+        if item.is_dir():
+            (destination / name).mkdir()
+            _render(item, destination / name, variables)
+        else:
+            (destination / name).write_text(_fill(item.read_text(), variables))
+
+
+def _fill(text: str, variables: dict[str, str]) -> str:
+    def value(match: re.Match[str]) -> str:
+        return variables[match.group(1)]  # a KeyError here is a template bug
+
+    return _PLACEHOLDER.sub(value, text)
