@@ -26,7 +26,8 @@ class Failure:
     detail: str
 
     def __str__(self) -> str:
-        return f"{self.rule}: {self.subject}: {self.detail}"
+        # One line, whatever a library's message looked like.
+        return " ".join(f"{self.rule}: {self.subject}: {self.detail}".split())
 
 
 class EnvCheckError(OpenEnvError, AssertionError):

@@ -48,7 +48,8 @@ def _schema(struct: type[msgspec.Struct]) -> list[Failure]:
             try:
                 msgspec.json.schema(field.type)
             except (TypeError, ValueError) as exc:
-                detail = f"no JSON Schema for its type ({exc})"
+                reason = str(exc).strip().splitlines()[-1]  # msgspec's last line says why
+                detail = f"no JSON Schema for its type ({reason})"
                 return [Failure("schema", f"{struct.__name__}.{field.name}", detail)]
         return [Failure("schema", struct.__name__, f"no JSON Schema ({whole})")]
     return []

@@ -33,7 +33,7 @@ from openenv import procfs
 from openenv.providers import LocalProcessProvider
 from openenv.providers.base import ServerHandle
 from tests.envs.coding_corpus import CORPUS
-from tests.envs.env_checker import check_environment
+from openenv.testing import check_env
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
 
@@ -203,7 +203,7 @@ async def test_episode_and_worker_lifecycle_on_the_env_directly() -> None:
 def test_coding_environment_passes_the_env_checker() -> None:
     # The checker drives the env with one asyncio.run per call: the env binds to no loop.
     actions = [CodeAction(code="x = 1"), CodeAction(code="print(x)"), CodeAction(code="1/0")]
-    check_environment(CodingEnvironment, actions)
+    check_env(CodingEnvironment, actions=actions)
 
 
 def test_sync_client(coding_server: ServerHandle) -> None:

@@ -8,7 +8,7 @@ import textwrap
 
 from envs.echo_env import AsyncEchoEnv, EchoAction, EchoEnv
 from envs.echo_env.server.echo_environment import EchoEnvironment
-from tests.envs.env_checker import check_environment
+from openenv.testing import check_env
 
 SYNC_SNIPPET = """
 from envs.echo_env import EchoAction, EchoEnv
@@ -71,4 +71,4 @@ async def test_async_client_from_process_over_tcp() -> None:
 
 
 def test_echo_environment_passes_the_env_checker() -> None:
-    check_environment(EchoEnvironment, [EchoAction(message=""), EchoAction(message="hi")])
+    check_env(EchoEnvironment, actions=[EchoAction(message=""), EchoAction(message="hi")])
