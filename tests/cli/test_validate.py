@@ -1,0 +1,89 @@
+"""``openenv validate``: one line per broken rule and exit code 1; a summary when all pass."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+
+BROKEN_MODELS = '''
+from openenv.types import Action, Observation
+
+
+class BrokenAction(Action, forbid_unknown_fields=True):
+    n: int
+
+
+class BrokenObservation(Observation, kw_only=True):
+    value: int = 0
+    extra: int
+'''
+
+BROKEN_APP = '''
+from openenv.server import Environment, create_app
+from openenv.types import State
+
+from ..models import BrokenAction, BrokenObservation
+
+
+class BrokenEnvironment(Environment[BrokenAction, BrokenObservation, State]):
+    action_type, observation_type, state_type = BrokenAction, BrokenObservation, State
+
+    def reset(self, seed=None, episode_id=None, **options):
+        return BrokenObservation(extra=0)
+
+    def step(self, action):
+        return BrokenObservation(extra=0)
+
+    @property
+    def state(self):
+        return State()
+
+
+app = create_app(BrokenEnvironment)
+'''
+
+
+def validate(target: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "openenv", "validate", target],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_broken_env_gets_one_line_per_rule(tmp_path: Path) -> None:
+    package = tmp_path / "broken_env"
+    (package / "server").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "server" / "__init__.py").write_text("")
+    (package / "models.py").write_text(BROKEN_MODELS)
+    (package / "server" / "app.py").write_text(BROKEN_APP)
+    done = validate(str(package), cwd=ROOT)  # a directory, from anywhere
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "evolution: BrokenAction: forbid_unknown_fields=True makes older peers refuse messages "
+        "with new fields",
+        "evolution: BrokenObservation.extra: required, but declared after 'value', which has a "
+        "default: a field added after the first version needs a default",
+    ]
+    assert done.stderr == f"{package}: 1 of 14 rules broken\n"
+
+
+def test_the_echo_env_passes(tmp_path: Path) -> None:
+    done = validate("envs.echo_env", cwd=ROOT)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == [
+        "envs.echo_env: EchoEnvironment keeps all 14 rules (32 steps)",
+        "  note: done: no episode ended within 32 step(s); not checked",
+    ]
+
+
+def test_an_unimportable_target_is_one_line(tmp_path: Path) -> None:
+    done = validate("no_such_env", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stdout == "types: no_such_env: cannot import it: No module named 'no_such_env'\n"
