@@ -22,7 +22,9 @@ class SessionEnded(Exception):
     """The app closed the session (``code``) or failed (``__cause__``) instead of answering."""
 
     def __init__(self, code: int | None, reason: str = "") -> None:
-        super().__init__(f"the app closed the session (code {code}){': ' if reason else ''}{reason}")
+        super().__init__(
+            f"the app closed the session (code {code}){': ' if reason else ''}{reason}"
+        )
         self.code = code
 
 
@@ -74,7 +76,10 @@ class AppSession:
     async def request(self, message: Any, *, text: bool = False) -> Any:
         """Send ``message`` as a JSON text frame or a msgpack binary frame; the decoded reply."""
         if text:
-            frame: dict[str, Any] = {"type": "websocket.receive", "text": self.codec.encode_text(message)}
+            frame: dict[str, Any] = {
+                "type": "websocket.receive",
+                "text": self.codec.encode_text(message),
+            }
         else:
             frame = {"type": "websocket.receive", "bytes": self.codec.encode(message)}
         self._inbound.put_nowait(frame)
@@ -90,7 +95,9 @@ class AppSession:
     async def _next(self) -> dict[str, Any]:
         assert self._task is not None
         getter = asyncio.ensure_future(self._outbound.get())
-        done, _ = await asyncio.wait({getter, self._task}, timeout=_TIMEOUT_S, return_when="FIRST_COMPLETED")
+        done, _ = await asyncio.wait(
+            {getter, self._task}, timeout=_TIMEOUT_S, return_when="FIRST_COMPLETED"
+        )
         if getter in done:
             return getter.result()
         getter.cancel()

@@ -117,7 +117,9 @@ async def _check(
         return report  # nothing can be driven with wrong types
     if actions is None:
         try:
-            actions = [example_action(env_cls.action_type)] * max_steps
+            example = example_action(env_cls.action_type)
+            assert isinstance(example, Action)
+            actions = [example] * max_steps
         except SampleError as exc:
             subject = f"{env_cls.action_type.__name__}.{exc.field}"
             detail = f"no example action can be made ({exc}); pass actions= to check_env"

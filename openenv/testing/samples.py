@@ -46,7 +46,7 @@ def example_action(action_type: type[msgspec.Struct]) -> msgspec.Struct:
         raise SampleError(_field_of(str(exc)), str(exc)) from None
 
 
-def _value(kind: mi.Type) -> Any:  # noqa: PLR0911 - one branch per kind of type
+def _value(kind: mi.Type) -> Any:
     if isinstance(kind, mi.StrType):
         if kind.pattern is not None:
             raise SampleError("", f"a str matching {kind.pattern!r}")

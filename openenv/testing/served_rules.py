@@ -169,4 +169,6 @@ async def _determinism(env_cls: Any, app: Any, actions: Sequence[Action]) -> Non
                         f"differs at {when} between two sessions reset with seed 7 ({a!r} vs "
                         f"{b!r}), but {env_cls.__name__}.deterministic is True"
                     )
-                    raise _Broken(Failure("determinism", f"{type(first).__name__}.{item.name}", detail))
+                    raise _Broken(
+                        Failure("determinism", f"{type(first).__name__}.{item.name}", detail)
+                    )

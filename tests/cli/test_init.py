@@ -124,7 +124,10 @@ def test_the_scaffolds_own_test_passes(demo: Any, tmp_path: Path) -> None:
             "openenv init: 'class' is not a valid env name: use a lowercase Python identifier "
             "such as demo_env (letters, digits, underscores; it names a package and an image)",
         ),
-        ("json", "openenv init: 'json' would shadow the Python module of that name; choose another"),
+        (
+            "json",
+            "openenv init: 'json' would shadow the Python module of that name; choose another",
+        ),
     ],
 )
 def test_init_refuses_bad_names(tmp_path: Path, name: str, message: str) -> None:
@@ -147,8 +150,7 @@ def test_init_never_overwrites(tmp_path: Path) -> None:
 @pytest.mark.timeout(180)
 def test_the_templates_ship_in_the_wheel(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"]
-        + ["--wheel-dir", str(tmp_path), str(ROOT)],
+        [*OPENENV[:2], "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), str(ROOT)],
         capture_output=True,
         text=True,
         timeout=170,
@@ -157,7 +159,9 @@ def test_the_templates_ship_in_the_wheel(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("openenv-*.whl")
     shipped = set(zipfile.ZipFile(wheel).namelist())
     templates = ROOT / "openenv" / "scaffold" / "templates"
-    expected = {f"openenv/scaffold/{p.relative_to(templates.parent)}" for p in templates.rglob("*.tmpl")}
+    expected = {
+        f"openenv/scaffold/{p.relative_to(templates.parent)}" for p in templates.rglob("*.tmpl")
+    }
     assert len(expected) == 10 and expected <= shipped
 
 
@@ -165,10 +169,14 @@ def test_the_templates_ship_in_the_wheel(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("docker_images")
 async def test_openenv_build_makes_an_image_that_serves(demo: Any, tmp_path: Path) -> None:
     tag = f"demo-env:test-{uuid.uuid4().hex[:12]}"
-    has_base = subprocess.run(["docker", "image", "inspect", "openenv-base:bookworm"], capture_output=True)
+    has_base = subprocess.run(
+        ["docker", "image", "inspect", "openenv-base:bookworm"], capture_output=True
+    )
     base = "openenv-base:bookworm" if has_base.returncode == 0 else "python:3.11-slim"
     try:
-        done = run("build", "demo_env", "--tag", tag, "--base-image", base, cwd=tmp_path, timeout=580)
+        done = run(
+            "build", "demo_env", "--tag", tag, "--base-image", base, cwd=tmp_path, timeout=580
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.startswith(f"built {tag}: ")
         async with await demo.AsyncDemoEnv.from_docker_image(tag) as env:

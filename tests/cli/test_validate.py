@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
 
-BROKEN_MODELS = '''
+BROKEN_MODELS = """
 from openenv.types import Action, Observation
 
 
@@ -19,9 +19,9 @@ class BrokenAction(Action, forbid_unknown_fields=True):
 class BrokenObservation(Observation, kw_only=True):
     value: int = 0
     extra: int
-'''
+"""
 
-BROKEN_APP = '''
+BROKEN_APP = """
 from openenv.server import Environment, create_app
 from openenv.types import State
 
@@ -43,7 +43,7 @@ class BrokenEnvironment(Environment[BrokenAction, BrokenObservation, State]):
 
 
 app = create_app(BrokenEnvironment)
-'''
+"""
 
 
 def validate(target: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -32,8 +32,8 @@ from envs.coding_env.server.worker import default_authorized_imports
 from openenv import procfs
 from openenv.providers import LocalProcessProvider
 from openenv.providers.base import ServerHandle
-from tests.envs.coding_corpus import CORPUS
 from openenv.testing import check_env
+from tests.envs.coding_corpus import CORPUS
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
 

@@ -217,8 +217,7 @@ def test_round_trip_wrong_field_type() -> None:
             return Obs(value="three")  # type: ignore[arg-type]
 
     assert failures(Mistyped) == [
-        "round-trip: Obs.value: does not survive msgpack: Expected `int`, got `str` - at "
-        "`$.value`"
+        "round-trip: Obs.value: does not survive msgpack: Expected `int`, got `str` - at `$.value`"
     ]
 
 
