@@ -24,6 +24,10 @@ FORBIDDEN = {
     "openenv.server": ("openenv.client", "openenv.providers", "openenv.launch", "openenv.bench"),
     "openenv.providers": ("openenv.client", "openenv.launch", "openenv.bench"),
     "openenv.launch": ("openenv.bench", "openenv.cli"),
+    # The authoring tools: the checker drives server-side code only; the scaffold is text.
+    "openenv.testing": ("openenv.client", "openenv.providers", "openenv.launch", "openenv.gym"),
+    "openenv.scaffold": ("openenv.client", "openenv.server", "openenv.launch", "openenv.testing"),
+    "openenv.gym": ("openenv.server", "openenv.testing", "openenv.cli"),
 }
 
 

@@ -4,8 +4,9 @@
 - :class:`GymVectorEnv`: an :class:`~openenv.EnvPool` as a ``gymnasium.vector.VectorEnv``,
   with next-step autoreset.
 - Spaces come from the JSON Schemas in the server's greeting (:mod:`openenv.gym.spaces`).
-- Importing this module registers ``openenv/echo-v0`` and ``openenv/coding-v0``;
-  :func:`register` adds yours.
+- Importing this module registers ``openenv/<name>-v0`` for every env installed under the
+  ``openenv.envs`` entry points (``openenv/echo-v0``, ``openenv/coding-v0``); :func:`register`
+  adds yours.
 
 ::
 
@@ -17,9 +18,9 @@
 """
 
 from openenv.gym.env import GymEnv, make_env
-from openenv.gym.registration import register, register_builtin
+from openenv.gym.registration import register, register_installed
 from openenv.gym.vector import GymVectorEnv
 
-__all__ = ["GymEnv", "GymVectorEnv", "make_env", "register"]
+__all__ = ["GymEnv", "GymVectorEnv", "make_env", "register", "register_installed"]
 
-register_builtin()
+register_installed()

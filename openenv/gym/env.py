@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
-import importlib
+import os
 from typing import Any, Literal
 
 import gymnasium
 import msgspec
 
 from openenv.client import EnvClient
+from openenv.launch import Env
 from openenv.gym.spaces import SpaceMap, action_map, observation_map
 from openenv.protocol import Hello
 from openenv.types import StepResult
 
-__all__ = ["GymEnv", "client_class", "make_env", "spaces_of"]
+__all__ = ["GymEnv", "env_classes", "make_env", "spaces_of"]
 
 
-def client_class(client: str | type[EnvClient[Any, Any, Any]]) -> type[EnvClient[Any, Any, Any]]:
-    """The sync client class ``client`` names (``"envs.echo_env:EchoEnv"``) or is."""
-    if isinstance(client, str):
-        module, _, name = client.partition(":")
-        loaded = getattr(importlib.import_module(module), name)
-        if not (isinstance(loaded, type) and issubclass(loaded, EnvClient)):
-            raise TypeError(f"{client} is not an EnvClient subclass")
-        return loaded
-    return client
+def env_classes(env: str | type[Env[Any, Any, Any]]) -> tuple[type[Env[Any, Any, Any]], str]:
+    """The sync client class of ``env`` and the image its containers run.
+
+    ``env`` is a name registered under the ``openenv.envs`` entry points (``"echo"``), an env
+    package (``"envs.echo_env"``), or the env's :class:`~openenv.launch.Env` class itself.
+    """
+    if not isinstance(env, str):
+        # The package it serves names the image: envs.echo_env, /path/to/demo_env -> *-env.
+        app = (env.async_client.server_app or env.__name__).split(":")[0].rstrip("/")
+        name = app.replace(os.sep, ".").rsplit(".", 1)[-1]
+        return env, f"{name.replace('_', '-').lower()}:latest"
+    from openenv.bench.envs import resolve_env
+
+    spec = resolve_env(env)
+    for value in vars(spec.module).values():
+        if isinstance(value, type) and issubclass(value, Env) and value.async_client is spec.client:
+            return value, spec.image
+    twin = type(f"{spec.client.__name__}Sync", (Env,), {"async_client": spec.client})
+    return twin, spec.image
 
 
 def spaces_of(hello: Hello, action_type: type[msgspec.Struct]) -> tuple[SpaceMap, SpaceMap]:
@@ -79,7 +90,7 @@ class GymEnv(gymnasium.Env[Any, Any]):
 
 
 def make_env(
-    client: str | type[EnvClient[Any, Any, Any]],
+    env: str | type[Env[Any, Any, Any]],
     *,
     launch: Literal["process", "docker"] = "process",
     image: str | None = None,
@@ -89,21 +100,21 @@ def make_env(
     """A :class:`GymEnv` of a new session: the entry point of registered ids.
 
     Args:
-        client: the env's sync client class, or its ``"module:Name"``.
+        env: a registered env name (``"echo"``), an env package (``"envs.echo_env"``) or the
+            env's sync client class (see :func:`env_classes`).
         launch: where its server runs when no ``endpoint`` is given: a local ``"process"``,
             or a ``"docker"`` container of ``image``.
-        image: the image to run with ``launch="docker"``.
+        image: the image to run with ``launch="docker"`` (default: the env's,
+            ``<package-name-with-dashes>:latest``).
         endpoint: connect to a server already running instead (``ws://…``, ``unix://…``).
         options: for the provider (``from_process`` / ``from_docker_image``) or, with
             ``endpoint``, for the client.
     """
-    cls = client_class(client)
+    cls, default_image = env_classes(env)
     if endpoint is not None:
         return GymEnv(cls(endpoint, **options))
     if launch == "docker":
-        if image is None:
-            raise ValueError("launch='docker' needs image=")
-        return GymEnv(cls.from_docker_image(image, **options))
+        return GymEnv(cls.from_docker_image(image or default_image, **options))
     if launch != "process":
         raise ValueError(f"launch must be 'process' or 'docker', not {launch!r}")
     return GymEnv(cls.from_process(**options))

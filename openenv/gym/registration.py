@@ -1,51 +1,48 @@
-"""Gymnasium ids for openenv envs: ``gymnasium.make("openenv/echo-v0")``."""
+"""Gymnasium ids for openenv envs: ``gymnasium.make("openenv/echo-v0")``.
+
+Every env registered under the ``openenv.envs`` entry points (``echo``, ``coding`` here; an
+installed env package adds its own) gets the id ``openenv/<name>-v0`` on ``import openenv.gym``.
+"""
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
 from typing import Any
 
 import gymnasium
 
-__all__ = ["BUILTIN", "register", "register_builtin"]
+from openenv.bench.envs import ENTRY_POINT_GROUP
 
-#: The ids registered on ``import openenv.gym``: id -> (client, image).
-BUILTIN = {
-    "openenv/echo-v0": ("envs.echo_env:EchoEnv", "echo-env:latest"),
-    "openenv/coding-v0": ("envs.coding_env:CodingEnv", "coding-env:latest"),
-}
+__all__ = ["register", "register_installed"]
 
 
-def register(
-    env_id: str,
-    client: str,
-    *,
-    image: str | None = None,
-    max_episode_steps: int | None = None,
-    **kwargs: Any,
-) -> None:
-    """Register ``env_id`` for ``gymnasium.make``: a new session of ``client``'s env.
+def register(env_id: str, env: str, *, max_episode_steps: int | None = None, **kwargs: Any) -> None:
+    """Register ``env_id`` for ``gymnasium.make``: a new session of ``env``.
 
     ``gymnasium.make(env_id)`` starts a local server process; ``gymnasium.make(env_id,
-    launch="docker")`` a container of ``image``; ``endpoint=...`` connects to a running server.
+    launch="docker")`` a container of the env's image; ``endpoint=...`` connects to a running
+    server (see :func:`openenv.gym.make_env`).
 
     Args:
         env_id: e.g. ``"myorg/maze-v0"``.
-        client: the env's sync client as ``"module:Name"`` (imported only when made).
-        image: the image ``launch="docker"`` runs.
+        env: a registered env name or an env package path (imported only when made).
         max_episode_steps: a time limit (Gymnasium's ``TimeLimit`` sets ``truncated``).
         kwargs: more defaults for :func:`openenv.gym.make_env`.
     """
     gymnasium.register(
         id=env_id,
         entry_point="openenv.gym.env:make_env",
-        kwargs={"client": client, "image": image, **kwargs},
+        kwargs={"env": env, **kwargs},
         max_episode_steps=max_episode_steps,
-        disable_env_checker=False,
     )
 
 
-def register_builtin() -> None:
-    """Register :data:`BUILTIN` (idempotent)."""
-    for env_id, (client, image) in BUILTIN.items():
+def register_installed() -> list[str]:
+    """Register ``openenv/<name>-v0`` for every installed env (idempotent); returns the ids."""
+    ids = []
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        env_id = f"openenv/{point.name}-v0"
         if env_id not in gymnasium.registry:
-            register(env_id, client, image=image)
+            register(env_id, point.name)
+        ids.append(env_id)
+    return ids

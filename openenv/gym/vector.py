@@ -12,9 +12,9 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
-from openenv.client import EnvClient, EnvPool
 from openenv.client.portal import run_sync
-from openenv.gym.env import client_class, spaces_of
+from openenv.gym.env import env_classes, spaces_of
+from openenv.launch import Env, EnvPool
 from openenv.gym.spaces import SpaceMap
 from openenv.providers.base import Provider
 from openenv.types import StepResult
@@ -33,7 +33,7 @@ class GymVectorEnv(gymnasium.vector.VectorEnv[Any, Any, Any]):
     holds the typed observations.
 
     Args:
-        client: the env's sync client class, or ``"module:Name"`` (``"envs.echo_env:EchoEnv"``).
+        env: a registered env name (``"echo"``), an env package, or its sync client class.
         num_envs: sessions.
         provider: where servers run (default: local processes of the client's ``server_app``,
             all sessions on one server).
@@ -44,14 +44,14 @@ class GymVectorEnv(gymnasium.vector.VectorEnv[Any, Any, Any]):
 
     def __init__(
         self,
-        client: str | type[EnvClient[Any, Any, Any]],
+        env: str | type[Env[Any, Any, Any]],
         num_envs: int,
         *,
         provider: Provider | None = None,
         max_episode_steps: int | None = None,
         **pool_options: Any,
     ) -> None:
-        async_cls = client_class(client).async_client
+        async_cls = env_classes(env)[0].async_client
         if provider is None:
             from openenv.providers.process import LocalProcessProvider
 

@@ -39,7 +39,7 @@ class AppSession:
 
     def __init__(self, app: Any, observation_type: type[Any], state_type: type[Any]) -> None:
         self._app = app
-        self.codec: Codec[Any] = Codec(reply_type(observation_type, state_type))
+        self.codec = Codec(reply_type(observation_type, state_type))
         self._inbound: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._outbound: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None

@@ -29,8 +29,6 @@ from ..models import BrokenAction, BrokenObservation
 
 
 class BrokenEnvironment(Environment[BrokenAction, BrokenObservation, State]):
-    action_type, observation_type, state_type = BrokenAction, BrokenObservation, State
-
     def reset(self, seed=None, episode_id=None, **options):
         return BrokenObservation(extra=0)
 

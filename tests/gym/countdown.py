@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from openenv.client import AsyncEnvClient, EnvClient
+from openenv.launch import AsyncEnv, Env
 from openenv.server import Environment, create_app
 from openenv.types import Action, Observation, State
 
@@ -20,7 +20,6 @@ class Left(Observation):
 
 
 class CountdownEnvironment(Environment[Tick, Left, State]):
-    action_type, observation_type, state_type = Tick, Left, State
     deterministic = True
 
     def __init__(self) -> None:
@@ -44,12 +43,11 @@ class CountdownEnvironment(Environment[Tick, Left, State]):
         return self._state
 
 
-class AsyncCountdown(AsyncEnvClient[Tick, Left, State]):
-    action_type, observation_type, state_type = Tick, Left, State
+class AsyncCountdown(AsyncEnv[Tick, Left, State]):
     server_app = "tests.gym.countdown:app"
 
 
-class Countdown(EnvClient[Tick, Left, State]):
+class Countdown(Env[Tick, Left, State]):
     async_client = AsyncCountdown
 
 

@@ -13,9 +13,11 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import openenv.gym
-from envs.echo_env import EchoAction
+from envs.echo_env import EchoAction, EchoEnv
 from openenv.gym import GymEnv, make_env, register
+from openenv.gym.env import env_classes
 from tests.conftest import openenv_children
+from tests.gym.countdown import Countdown
 
 
 def test_gymnasiums_check_env_passes_on_echo() -> None:
@@ -46,7 +48,7 @@ def test_reset_and_step_read_like_gymnasium() -> None:
 
 
 def test_registered_ids_take_a_time_limit_and_end_episodes() -> None:
-    register("tests/countdown-v0", "tests.gym.countdown:Countdown", max_episode_steps=2)
+    register("tests/countdown-v0", "tests.gym.countdown", max_episode_steps=2)
     env = gymnasium.make("tests/countdown-v0")
     try:
         assert env.reset(seed=2)[0] == {"left": np.int64(4)}  # 2 + 2 % 3
@@ -69,7 +71,7 @@ def test_make_env_connects_to_a_running_server() -> None:
     try:
         assert server.stdout is not None
         address = server.stdout.readline().split()[-1]  # "openenv: serving on ws://..."
-        env = make_env("envs.echo_env:EchoEnv", endpoint=address)
+        env = make_env("echo", endpoint=address)
         assert isinstance(env, GymEnv)
         env.reset()
         assert env.step({"message": "hi"})[0]["echoed_message"] == "hi"
@@ -79,11 +81,15 @@ def test_make_env_connects_to_a_running_server() -> None:
         server.wait(timeout=10)
 
 
-def test_bad_launch_options_are_refused() -> None:
-    with pytest.raises(ValueError, match="launch='docker' needs image="):
-        make_env("envs.echo_env:EchoEnv", launch="docker")
-    with pytest.raises(TypeError, match="is not an EnvClient subclass"):
-        make_env("envs.echo_env:EchoAction")
+def test_env_classes_resolve_names_packages_and_classes() -> None:
+    assert env_classes("echo") == (EchoEnv, "echo-env:latest")
+    assert env_classes("envs.echo_env") == (EchoEnv, "echo-env:latest")
+    assert env_classes(EchoEnv) == (EchoEnv, "echo-env:latest")
+    assert env_classes(Countdown) == (Countdown, "countdown:latest")
+    with pytest.raises(ValueError, match="launch must be 'process' or 'docker'"):
+        make_env("echo", launch="ray")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="no env 'nope'"):
+        make_env("nope")
 
 
 @pytest.mark.usefixtures("docker_images")
@@ -96,5 +102,6 @@ def test_echo_in_a_container() -> None:
         env.close()
 
 
-def test_builtin_ids_are_registered() -> None:
-    assert set(openenv.gym.registration.BUILTIN) <= set(gymnasium.registry)
+def test_installed_envs_are_registered() -> None:
+    assert {"openenv/echo-v0", "openenv/coding-v0"} <= set(openenv.gym.register_installed())
+    assert {"openenv/echo-v0", "openenv/coding-v0"} <= set(gymnasium.registry)

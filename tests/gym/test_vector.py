@@ -7,13 +7,14 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 from openenv.gym import GymVectorEnv
+from tests.gym.countdown import Countdown
 
 READY = "Echo environment ready!"
 
 
 @pytest.mark.timeout(180)
 def test_eight_echo_envs_run_1000_steps_with_next_step_autoreset() -> None:
-    envs = GymVectorEnv("envs.echo_env:EchoEnv", 8, max_episode_steps=10)
+    envs = GymVectorEnv("echo", 8, max_episode_steps=10)
     try:
         assert envs.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
         observations, _ = envs.reset(seed=1)
@@ -43,7 +44,7 @@ def test_eight_echo_envs_run_1000_steps_with_next_step_autoreset() -> None:
 
 
 def test_terminated_episodes_reset_on_the_next_step_and_seeds_are_per_env() -> None:
-    envs = GymVectorEnv("tests.gym.countdown:Countdown", 3)
+    envs = GymVectorEnv(Countdown, 3)
     try:
         observations, _ = envs.reset(seed=0)  # env i counts down from 2 + (0 + i) % 3
         assert list(observations["left"]) == [2, 3, 4]
@@ -63,7 +64,7 @@ def test_terminated_episodes_reset_on_the_next_step_and_seeds_are_per_env() -> N
 
 
 def test_a_list_of_seeds_seeds_each_env() -> None:
-    envs = GymVectorEnv("tests.gym.countdown:Countdown", 2)
+    envs = GymVectorEnv("tests.gym.countdown", 2)
     try:
         observations, _ = envs.reset(seed=[5, None])
         assert list(observations["left"]) == [4, 3]
