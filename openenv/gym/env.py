@@ -9,8 +9,8 @@ import gymnasium
 import msgspec
 
 from openenv.client import EnvClient
-from openenv.launch import Env
 from openenv.gym.spaces import SpaceMap, action_map, observation_map
+from openenv.launch import Env
 from openenv.protocol import Hello
 from openenv.types import StepResult
 

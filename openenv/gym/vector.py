@@ -14,8 +14,8 @@ from gymnasium.vector.utils import batch_space, concatenate, create_empty_array,
 
 from openenv.client.portal import run_sync
 from openenv.gym.env import env_classes, spaces_of
-from openenv.launch import Env, EnvPool
 from openenv.gym.spaces import SpaceMap
+from openenv.launch import Env, EnvPool
 from openenv.providers.base import Provider
 from openenv.types import StepResult
 
