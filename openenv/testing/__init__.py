@@ -2,6 +2,8 @@
 
 Every rule, what it means and the line it prints when broken (``rule: subject: detail``):
 
+- ``import``: the env package (or module) imports, and holds an app made by ``create_app``
+  (``server.app:app``) or exactly one ``Environment`` subclass.
 - ``types``: ``action_type``/``observation_type``/``state_type`` subclass ``Action``/
   ``Observation``/``State``.
 - ``schema``: msgspec makes a JSON Schema of each (the server's greeting carries them).

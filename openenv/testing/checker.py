@@ -23,6 +23,7 @@ __all__ = ["RULES", "CheckReport", "check_env"]
 
 #: Every rule, in the order checked. The README's "Authoring an env" explains each.
 RULES = (
+    "import",
     "types",
     "schema",
     "evolution",
@@ -154,7 +155,10 @@ def _resolve(target: EnvTarget) -> tuple[type[Environment[Any, Any, Any]], dict[
         try:
             module = import_env_module(target)
         except (ImportError, EnvNotFoundError) as exc:
-            raise _NotFound(Failure("types", target, f"cannot import it: {exc}")) from exc
+            raise _NotFound(Failure("import", target, f"cannot import it: {exc}")) from exc
+        except Exception as exc:  # the env's own code failed while being imported
+            detail = f"importing it raised {type(exc).__name__}: {exc}"
+            raise _NotFound(Failure("import", target, detail)) from exc
     assert isinstance(module, ModuleType)
     app = app_of(module)
     server = getattr(getattr(app, "state", None), "openenv", None)
@@ -173,4 +177,4 @@ def _resolve(target: EnvTarget) -> tuple[type[Environment[Any, Any, Any]], dict[
         "no env found: expected an app made by create_app (its server.app:app) or exactly one "
         f"Environment subclass, found {len(found)}"
     )
-    raise _NotFound(Failure("types", module.__name__, detail))
+    raise _NotFound(Failure("import", module.__name__, detail))

@@ -69,14 +69,14 @@ def test_a_broken_env_gets_one_line_per_rule(tmp_path: Path) -> None:
         "evolution: BrokenObservation.extra: required, but declared after 'value', which has a "
         "default: a field added after the first version needs a default",
     ]
-    assert done.stderr == f"{package}: 1 of 14 rules broken\n"
+    assert done.stderr == f"{package}: 1 of 15 rules broken\n"
 
 
 def test_the_echo_env_passes(tmp_path: Path) -> None:
     done = validate("envs.echo_env", cwd=ROOT)
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.splitlines() == [
-        "envs.echo_env: EchoEnvironment keeps all 14 rules (32 steps)",
+        "envs.echo_env: EchoEnvironment keeps all 15 rules (32 steps)",
         "  note: done: no episode ended within 32 step(s); not checked",
     ]
 
@@ -84,4 +84,22 @@ def test_the_echo_env_passes(tmp_path: Path) -> None:
 def test_an_unimportable_target_is_one_line(tmp_path: Path) -> None:
     done = validate("no_such_env", cwd=tmp_path)
     assert done.returncode == 1
-    assert done.stdout == "types: no_such_env: cannot import it: No module named 'no_such_env'\n"
+    assert done.stdout == "import: no_such_env: cannot import it: No module named 'no_such_env'\n"
+
+
+def test_an_env_whose_import_fails_is_one_line(tmp_path: Path) -> None:
+    package = tmp_path / "late_env"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "from openenv.types import Observation\n\n\n"
+        "class LateObservation(Observation):\n"
+        '    hint: str = ""\n'
+        "    score: int  # added later, without a default: msgspec refuses the class\n"
+    )
+    done = validate("late_env", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (
+        1,
+        "import: late_env: importing it raised TypeError: Required field 'score' cannot follow "
+        "optional fields. Either reorder the struct fields, or set `kw_only=True` in the struct "
+        "definition.\n",
+    )

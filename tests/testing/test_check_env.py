@@ -56,7 +56,7 @@ def test_a_good_env_passes_and_reaches_done() -> None:
 
 
 def test_rules_are_listed_in_order() -> None:
-    assert RULES[:3] == ("types", "schema", "evolution") and len(set(RULES)) == len(RULES)
+    assert RULES[:4] == ("import", "types", "schema", "evolution") and len(set(RULES)) == len(RULES)
 
 
 # types, schema, evolution: the declared types.
@@ -391,7 +391,7 @@ def test_check_env_takes_a_package_path_and_reports_a_missing_env(tmp_path: Any)
     (tmp_path / "empty_pkg").mkdir()
     (tmp_path / "empty_pkg" / "__init__.py").write_text("")
     assert failures(str(tmp_path / "empty_pkg")) == [
-        "types: empty_pkg: no env found: expected an app made by create_app (its "
+        "import: empty_pkg: no env found: expected an app made by create_app (its "
         "server.app:app) or exactly one Environment subclass, found 0"
     ]
 
