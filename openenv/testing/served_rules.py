@@ -106,8 +106,8 @@ async def _not_reset(env_cls: Any, app: Any, actions: Sequence[Action]) -> None:
 
 
 async def _frames(env_cls: Any, app: Any, actions: Sequence[Action]) -> None:
-    """``round-trip``: reset, step and state work in both kinds of frame, with equal answers
-    for deterministic envs."""
+    """``round-trip``: reset, step and state work in both kinds of frame (msgpack binary, JSON
+    text), each decoded into the env's own types."""
     for text in (False, True):
         async with _Session(env_cls, app, "round-trip") as session:
             session.text = text

@@ -195,3 +195,21 @@ def test_envs_placed_in_the_repo_work_too(tmp_path: Path) -> None:
     done = run("validate", "myenvs/maze", cwd=tmp_path)
     assert done.stdout.startswith("myenvs/maze: MazeEnvironment keeps all 15 rules"), done.stdout
     assert os.path.isfile(tmp_path / "myenvs" / "maze" / "server" / "maze_environment.py")
+
+
+def test_the_scaffold_passes_gymnasiums_checker(demo: Any) -> None:
+    import warnings
+
+    from gymnasium import spaces
+    from gymnasium.utils.env_checker import check_env as gymnasium_check_env
+
+    from openenv.gym import make_env
+
+    env = make_env(demo.DemoEnv)
+    try:
+        assert env.action_space == spaces.Dict({"guess": spaces.Discrete(100)})  # from the bounds
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            gymnasium_check_env(env, skip_render_check=True, skip_close_check=True)  # no spec
+    finally:
+        env.close()

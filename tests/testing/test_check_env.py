@@ -398,3 +398,11 @@ def test_check_env_takes_a_package_path_and_reports_a_missing_env(tmp_path: Any)
 
 async def test_check_env_works_inside_a_running_loop() -> None:
     assert check_env(Good).steps == 3
+
+
+def test_an_app_with_a_token_is_checked_through_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENENV_TOKEN", "s3cret")  # as in a container: the app wants it
+    module = types.ModuleType("with_token")
+    module.app = create_app(Good)  # type: ignore[attr-defined]
+    assert module.app.state.openenv.config.token == "s3cret"  # type: ignore[attr-defined]
+    assert check_env(module).steps == 3
