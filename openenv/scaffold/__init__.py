@@ -62,15 +62,19 @@ def scaffold(name: str, parent: Path) -> Path:
     """Create the env package ``parent/name`` and return its path.
 
     Raises:
-        ScaffoldError: the name is invalid or ``parent/name`` already exists.
+        ScaffoldError: the name is invalid, ``parent/name`` already exists, or ``parent`` cannot
+            be created or written.
     """
     check_name(name)
     target = parent.resolve() / name
     if target.exists():
         raise ScaffoldError(f"{target} already exists; refusing to overwrite it")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    except OSError as exc:
+        raise ScaffoldError(f"cannot create {target}: {exc.strerror or exc}") from exc
     variables = names(name)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
         _render(resources.files(__package__) / "templates", staging, variables)
         os.rename(staging, target)  # atomic: the package appears whole or not at all

@@ -213,3 +213,12 @@ def test_the_scaffold_passes_gymnasiums_checker(demo: Any) -> None:
             gymnasium_check_env(env, skip_render_check=True, skip_close_check=True)  # no spec
     finally:
         env.close()
+
+
+def test_init_into_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("")
+    done = run("init", "demo_env", "--dir", str(tmp_path / "taken"), cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"openenv init: cannot create {tmp_path}/taken/demo_env: File exists\n",
+    )
