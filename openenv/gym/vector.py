@@ -123,7 +123,8 @@ class GymVectorEnv(gymnasium.vector.VectorEnv[Any, Any, Any]):
         terminated = np.array([r.done for r in results], dtype=np.bool_) & ~resetting
         truncated = np.zeros(self.num_envs, dtype=np.bool_)
         if self.max_episode_steps is not None:
-            truncated = (self._steps >= self.max_episode_steps) & ~terminated & ~resetting
+            # As Gymnasium's TimeLimit: an episode that ends as time runs out is both.
+            truncated = (self._steps >= self.max_episode_steps) & ~resetting
         self._autoreset = terminated | truncated
         return self._batch(results), rewards, terminated, truncated, self._infos(results)
 

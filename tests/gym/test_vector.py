@@ -72,3 +72,17 @@ def test_a_list_of_seeds_seeds_each_env() -> None:
             envs.reset(seed=[1])
     finally:
         envs.close()
+
+
+def test_an_episode_ending_as_time_runs_out_is_terminated_and_truncated() -> None:
+    envs = GymVectorEnv(Countdown, 2, max_episode_steps=2)
+    try:
+        envs.reset(seed=[0, 1])  # 2 and 3 steps to go
+        tick = {"amount": np.ones(2, dtype=np.int64)}
+        envs.step(tick)
+        _, _, terminated, truncated, _ = envs.step(tick)
+        assert (terminated.tolist(), truncated.tolist()) == ([True, False], [True, True])
+        _, rewards, terminated, truncated, _ = envs.step(tick)  # both reset now
+        assert (rewards.tolist(), terminated.any(), truncated.any()) == ([0.0, 0.0], False, False)
+    finally:
+        envs.close()
