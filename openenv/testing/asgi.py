@@ -16,6 +16,7 @@ from openenv.protocol import Codec, Hello, reply_type
 __all__ = ["AppSession", "SessionEnded"]
 
 _TIMEOUT_S = 30.0
+_SUBPROTOCOL = "openenv.v1"
 
 
 class SessionEnded(Exception):
@@ -56,7 +57,9 @@ class AppSession:
             "raw_path": b"/ws",
             "headers": headers,
             "query_string": b"",
-            "subprotocols": [],
+            # Our SDK's dialect, as its client asks for it (#14: a server speaking upstream's
+            # dialect too picks it by subprotocol; one that predates that ignores it).
+            "subprotocols": [_SUBPROTOCOL],
             "client": ("127.0.0.1", 0),
             "server": ("127.0.0.1", 0),
             "scheme": "ws",
