@@ -62,9 +62,13 @@ class GymEnv(gymnasium.Env[Any, Any]):
 
     def __init__(self, client: EnvClient[Any, Any, Any]) -> None:
         self.client = client
-        hello = client.hello or client.connect()
-        action_type = type(client).async_client.action_type
-        self._observations, self._actions = spaces_of(hello, action_type)
+        try:
+            hello = client.hello or client.connect()
+            action_type = type(client).async_client.action_type
+            self._observations, self._actions = spaces_of(hello, action_type)
+        except BaseException:
+            client.close()  # it may own a server: stop it
+            raise
         self.observation_space = self._observations.space
         self.action_space = self._actions.space
 

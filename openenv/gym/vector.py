@@ -62,11 +62,15 @@ class GymVectorEnv(gymnasium.vector.VectorEnv[Any, Any, Any]):
         self.max_episode_steps = max_episode_steps
         self.pool: EnvPool[Any] = EnvPool(async_cls, provider, num_envs, **pool_options)
         run_sync(self.pool.start())
-        hello = self.pool.envs[0].hello
-        assert hello is not None
         self._observations: SpaceMap
         self._actions: SpaceMap
-        self._observations, self._actions = spaces_of(hello, async_cls.action_type)
+        try:
+            hello = self.pool.envs[0].hello
+            assert hello is not None
+            self._observations, self._actions = spaces_of(hello, async_cls.action_type)
+        except BaseException:
+            run_sync(self.pool.close())  # nothing the pool started may outlive a failed init
+            raise
         self.single_observation_space = self._observations.space
         self.single_action_space = self._actions.space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
