@@ -11,12 +11,11 @@ import contextlib
 from types import TracebackType
 from typing import Any
 
-from openenv.protocol import Codec, Hello, reply_type
+from openenv.protocol import SUBPROTOCOL, Codec, Hello, reply_type
 
 __all__ = ["AppSession", "SessionEnded"]
 
 _TIMEOUT_S = 30.0
-_SUBPROTOCOL = "openenv.v1"
 
 
 class SessionEnded(Exception):
@@ -57,9 +56,9 @@ class AppSession:
             "raw_path": b"/ws",
             "headers": headers,
             "query_string": b"",
-            # Our SDK's dialect, as its client asks for it (#14: a server speaking upstream's
-            # dialect too picks it by subprotocol; one that predates that ignores it).
-            "subprotocols": [_SUBPROTOCOL],
+            # Our SDK's dialect, as its client asks for it (the same /ws speaks upstream
+            # OpenEnv's dialect to a client asking for no subprotocol).
+            "subprotocols": [SUBPROTOCOL],
             "client": ("127.0.0.1", 0),
             "server": ("127.0.0.1", 0),
             "scheme": "ws",
