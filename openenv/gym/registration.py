@@ -11,7 +11,7 @@ from typing import Any
 
 import gymnasium
 
-from openenv.bench.envs import ENTRY_POINT_GROUP
+from openenv.registry import ENTRY_POINT_GROUP
 
 __all__ = ["register", "register_installed"]
 

@@ -156,7 +156,7 @@ def test_the_templates_ship_in_the_wheel(tmp_path: Path) -> None:
         timeout=170,
     )
     assert done.returncode == 0, done.stderr
-    (wheel,) = tmp_path.glob("openenv-*.whl")
+    (wheel,) = tmp_path.glob("openenv_rl-*.whl")
     shipped = set(zipfile.ZipFile(wheel).namelist())
     templates = ROOT / "openenv" / "scaffold" / "templates"
     expected = {

@@ -84,7 +84,11 @@ def test_the_echo_env_passes(tmp_path: Path) -> None:
 def test_an_unimportable_target_is_one_line(tmp_path: Path) -> None:
     done = validate("no_such_env", cwd=tmp_path)
     assert done.returncode == 1
-    assert done.stdout == "import: no_such_env: cannot import it: No module named 'no_such_env'\n"
+    assert done.stdout == (
+        "import: no_such_env: cannot import it: no env 'no_such_env': no module named "
+        "'no_such_env' (give an env package such as envs.echo_env, its directory, module:app, or "
+        "a registered name: coding, echo)\n"
+    )
 
 
 def test_an_env_whose_import_fails_is_one_line(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from gymnasium.utils.env_checker import check_env
 
 import openenv.gym
 from envs.echo_env import EchoAction, EchoEnv
+from openenv.exceptions import EnvNotFoundError
 from openenv.gym import GymEnv, make_env, register
 from openenv.gym.env import env_classes
 from tests.conftest import openenv_children
@@ -88,7 +89,7 @@ def test_env_classes_resolve_names_packages_and_classes() -> None:
     assert env_classes(Countdown) == (Countdown, "countdown:latest")
     with pytest.raises(ValueError, match="launch must be 'process' or 'docker'"):
         make_env("echo", launch="ray")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="no env 'nope'"):
+    with pytest.raises(EnvNotFoundError, match="no env 'nope'"):
         make_env("nope")
 
 
