@@ -186,11 +186,12 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser(
         "bench",
-        help="measure env pool throughput (and, with --compare, the baselines)",
+        help="measure env pool throughput (and, with --compare, the references)",
         description="Drive SESSIONS env sessions from one asyncio process, each in its own "
         "closed loop, and report steps/s, p50/p99 step latency, start-up time and client CPU per "
-        "step. --compare adds, in the same run, a raw websockets ping-pong ceiling and a "
-        "per-step HTTP POST baseline with as many server processes and connections.",
+        "step. --compare adds, in interleaved rounds of the same run, with as many server "
+        "processes and connections over the same transport: the Sans-I/O websockets ceiling, "
+        "the typical websockets asyncio app and a per-step HTTP POST baseline.",
     )
     bench.add_argument(
         "--env",
@@ -211,7 +212,7 @@ def _parser() -> argparse.ArgumentParser:
         "--rounds",
         type=int,
         default=5,
-        help="with --compare: rounds of ours and the raw ceiling back to back; the ratio is "
+        help="with --compare: rounds of ours and each reference back to back; a ratio is "
         "the median of the per-round ratios",
     )
     bench.add_argument("--json", metavar="FILE", help="also write the figures as JSON")

@@ -1,29 +1,36 @@
 """``openenv bench``: throughput of an env pool, and of the baselines it is judged by.
 
 Every session runs its own closed loop (send a step, wait for the reply, repeat), as rollout
-workers do. ``--compare`` measures, in the same run and against the same number of server
-processes and connections, a bare ``websockets`` ping-pong with frames of the same size (the
-ceiling) and the same env behind a per-step HTTP POST (the baseline), and reports our figures
-as ratios to both: machines are shared and noisy, so only same-run ratios mean anything.
+workers do. ``--compare`` measures, in the same run, in interleaved rounds and against the same
+number of server processes and connections over the same transport, the references of
+:mod:`openenv.bench.references` (the Sans-I/O ceiling, the typical websockets app, per-step
+HTTP) and reports our figures as ratios to each: machines are shared and noisy, so only ratios
+taken within one round mean anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import os
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from openenv.bench.envs import EnvSpec, resolve_env
+from openenv.bench.references import (
+    Call,
+    Reference,
+    http_reference,
+    sansio_reference,
+    websockets_reference,
+)
 from openenv.launch.pool import EnvPool
 from openenv.procfs import cpu_seconds
 from openenv.progress import Progress
@@ -61,8 +68,14 @@ class LoopFigures:
     server_cpu_us_per_step: float | None = None  # summed over the server processes
 
 
+REFERENCES = ("sansio", "websockets", "http")
+
+
 @dataclass
 class BenchResult:
+    """Ours and, with ``--compare``, the references, all from the round with the median
+    ours / ``sansio`` ratio; ``round_ratios`` holds ours / each reference, per round."""
+
     env: str
     provider: str
     sessions: int
@@ -70,20 +83,37 @@ class BenchResult:
     message_size: int
     startup_s: float
     ours: LoopFigures
-    raw: LoopFigures | None = None
-    http: LoopFigures | None = None
+    references: dict[str, LoopFigures] = field(default_factory=dict)
+    round_ratios: dict[str, list[float]] = field(default_factory=dict)
+    http_client: str | None = None  # the faster HTTP client, which the baseline uses
     replaced: int = 0
     errors: int = 0
-    raw_round_ratios: list[float] = field(default_factory=list)  # ours / raw, per round
+    # This process's memory growth from before the pool opened until its sessions stepped,
+    # per session (with one session, mostly what the first connection imports).
+    client_rss_kib_per_session: float = 0.0
+
+    @property
+    def raw(self) -> LoopFigures | None:
+        """The ceiling: the Sans-I/O reference."""
+        return self.references.get("sansio")
+
+    @property
+    def http(self) -> LoopFigures | None:
+        return self.references.get("http")
+
+    def ratio(self, reference: str) -> float | None:
+        """Ours / ``reference``: the median of the per-round ratios (the lower middle one for
+        an even count); for ``sansio``, the ratio of the figures shown."""
+        ratios = self.round_ratios.get(reference)
+        return statistics.median_low(ratios) if ratios else None
 
     @property
     def vs_raw(self) -> float | None:
-        """Ours / the raw ceiling: the median of the per-round ratios (the lower middle one
-        for an even count), which is the ratio of the ``ours`` and ``raw`` figures shown."""
-        return statistics.median_low(self.raw_round_ratios) if self.raw_round_ratios else None
+        """Ours / the Sans-I/O ceiling."""
+        return self.ratio("sansio")
 
     def as_json(self) -> dict[str, Any]:
-        """The flat figures ``--json`` writes."""
+        """The flat figures ``--json`` writes (``raw_*`` are the ceiling's, as ``sansio_*``)."""
         data: dict[str, Any] = {
             "env": self.env,
             "provider": self.provider,
@@ -100,17 +130,22 @@ class BenchResult:
             "startup_s": round(self.startup_s, 3),
             "replaced": self.replaced,
             "errors": self.errors,
+            "client_rss_kib_per_session": round(self.client_rss_kib_per_session, 1),
         }
-        for name, figures in (("raw", self.raw), ("http", self.http)):
-            if figures is not None:
-                data[f"{name}_steps_per_s"] = round(figures.steps_per_s, 1)
-                data[f"{name}_p50_ms"] = round(figures.p50_ms, 3)
-                data[f"{name}_p99_ms"] = round(figures.p99_ms, 3)
-                data[f"{name}_cpu_us_per_step"] = round(figures.cpu_us_per_step, 1)
-                data[f"{name}_server_cpu_us_per_step"] = _rounded(figures.server_cpu_us_per_step)
-                data[f"vs_{name}"] = round(self.ours.steps_per_s / figures.steps_per_s, 3)
-        if self.raw_round_ratios:  # vs_raw above is the median of these
-            data["raw_round_ratios"] = [round(ratio, 3) for ratio in self.raw_round_ratios]
+        names = [("raw", "sansio")] + [(name, name) for name in self.references]
+        for key, name in names:
+            figures = self.references.get(name)
+            if figures is None:
+                continue
+            data[f"{key}_steps_per_s"] = round(figures.steps_per_s, 1)
+            data[f"{key}_p50_ms"] = round(figures.p50_ms, 3)
+            data[f"{key}_p99_ms"] = round(figures.p99_ms, 3)
+            data[f"{key}_cpu_us_per_step"] = round(figures.cpu_us_per_step, 1)
+            data[f"{key}_server_cpu_us_per_step"] = _rounded(figures.server_cpu_us_per_step)
+            data[f"vs_{key}"] = _rounded(self.ratio(name), 3)
+            data[f"{key}_round_ratios"] = [round(r, 3) for r in self.round_ratios.get(name, [])]
+        if self.http_client is not None:
+            data["http_client"] = self.http_client
         return data
 
 
@@ -121,8 +156,8 @@ def _optional(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
+def _rounded(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 async def _closed_loops(
@@ -223,8 +258,22 @@ def _server_count(options: BenchOptions) -> int:
     return options.servers or min(options.sessions, os.cpu_count() or 1)
 
 
+def raise_fd_limit() -> None:
+    """Lift this process's open-files limit to its hard limit: thousands of sessions need as
+    many sockets here, and the server processes started from here inherit the limit."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 async def run_bench(options: BenchOptions) -> BenchResult:
-    """Measure ours, then (with ``compare``) the raw ceiling and the HTTP baseline."""
+    """Measure ours and, with ``compare``, the references, in interleaved rounds."""
+    raise_fd_limit()
+    rss_before = _rss_bytes()
     spec = resolve_env(options.env)
     servers = _server_count(options)
     provider, per_server = _provider(spec, options, servers)
@@ -238,62 +287,97 @@ async def run_bench(options: BenchOptions) -> BenchResult:
     )
     async with pool:
         await pool.reset()
-        frame, reply_bytes = _wire_sample(action, await pool.envs[0].step(action))
-        calls: list[Callable[[], Awaitable[object]]] = [
-            functools.partial(env.step, action) for env in pool.envs
-        ]
-        pids = [int(s.id) for s in provider.running()] if options.provider == "process" else None
-        unix = pool.envs[0].endpoint.unix_socket is not None
+        sample = await pool.envs[0].step(action)
+        calls: list[Call] = [functools.partial(env.step, action) for env in pool.envs]
+        rss_per_session = (_rss_bytes() - rss_before) / options.sessions
+        pids = [int(s.id) for s in provider.running()] if options.provider == "process" else []
+        server_count = len({env.endpoint for env in pool.envs})
         async with contextlib.AsyncExitStack() as stack:
-            measured = {"ours": (calls, pids)}
+            measured = {"ours": Reference(calls, pids)}
             if options.compare:
-                raw = _raw_ceiling(options, servers, frame, reply_bytes, unix)
-                measured["raw"] = await stack.enter_async_context(raw)
+                unix = pool.envs[0].endpoint.unix_socket is not None
+                frame, reply_bytes = _wire_sample(action, sample)
+                shape = (options.sessions, server_count, frame, reply_bytes, unix)
+                measured["sansio"] = await stack.enter_async_context(sansio_reference(*shape))
+                measured["websockets"] = await stack.enter_async_context(
+                    websockets_reference(*shape)
+                )
+                http = _faster_http(options, spec, server_count, action, unix)
+                measured["http"] = await stack.enter_async_context(http)
             figures, ratios = await _interleaved(measured, options)
-        result = BenchResult(
+        return BenchResult(
             env=options.env,
             provider=options.provider,
             sessions=options.sessions,
-            servers=len({env.endpoint for env in pool.envs}),
+            servers=server_count,
             message_size=options.message_size,
             startup_s=pool.stats.startup_s,
-            ours=figures["ours"],
-            raw=figures.get("raw"),
+            ours=figures.pop("ours"),
+            references=figures,
+            round_ratios=ratios,
+            http_client=measured["http"].label if "http" in measured else None,
             replaced=pool.stats.envs_replaced,
             errors=pool.stats.failed_calls,
-            raw_round_ratios=ratios,
+            client_rss_kib_per_session=rss_per_session / 1024,
         )
-    if options.compare:
-        result.http = await _http_baseline(options, spec, servers, action)
-    return result
+
+
+def _rss_bytes() -> int:
+    """This process's resident memory (0 where /proc is missing)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except OSError:
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 async def _interleaved(
-    measured: dict[str, tuple[list[Callable[[], Awaitable[object]]], list[int] | None]],
-    options: BenchOptions,
-) -> tuple[dict[str, LoopFigures], list[float]]:
-    """Measure each in turn, ``options.rounds`` times, alternating the order; return the
-    figures of the median round and, per round, ours / raw.
+    measured: dict[str, Reference], options: BenchOptions
+) -> tuple[dict[str, LoopFigures], dict[str, list[float]]]:
+    """Measure each in turn, ``options.rounds`` times, reversing the order every other round;
+    return the figures of the median round and, per reference, ours / it in every round.
 
     The machine's speed drifts by tens of percent over seconds (shared cores), so only
     measurements taken back to back see the same machine: the ratio is taken within each
-    round, and the round with the median ratio is the one reported, both sides of it (two
-    medians taken independently could come from rounds on a faster and a slower machine).
-    Without a ceiling, the round with the median steps/s.
+    round, and the round with the median ours / ``sansio`` ratio is the one reported, every
+    side of it (medians taken independently could come from a faster and a slower machine).
+    Without references, the round with the median steps/s.
     """
     rounds: dict[str, list[LoopFigures]] = {name: [] for name in measured}
     names = list(measured)
     for index in range(options.rounds if len(names) > 1 else 1):
         for name in names if index % 2 == 0 else names[::-1]:
-            calls, pids = measured[name]
-            rounds[name].append(await _closed_loops(calls, options, name, pids))
-    ratios = [
-        ours.steps_per_s / raw.steps_per_s
-        for ours, raw in zip(rounds["ours"], rounds.get("raw", []), strict=False)
-    ]
-    keys = ratios or [figures.steps_per_s for figures in rounds["ours"]]
+            reference = measured[name]
+            rounds[name].append(
+                await _closed_loops(reference.calls, options, name, reference.pids or None)
+            )
+    ratios = {
+        name: [o.steps_per_s / r.steps_per_s for o, r in zip(rounds["ours"], figures, strict=True)]
+        for name, figures in rounds.items()
+        if name != "ours"
+    }
+    keys = ratios.get("sansio") or [figures.steps_per_s for figures in rounds["ours"]]
     median = keys.index(statistics.median_low(keys))
     return {name: figures[median] for name, figures in rounds.items()}, ratios
+
+
+@contextlib.asynccontextmanager
+async def _faster_http(
+    options: BenchOptions, spec: EnvSpec, servers: int, action: Any, unix: bool
+) -> AsyncIterator[Reference]:
+    """The HTTP baseline with whichever client, aiohttp or httpx, is faster in one short
+    round each, measured back to back."""
+    import msgspec
+
+    body = msgspec.json.encode(action)
+    trial = dataclasses.replace(options, duration=min(options.duration, 1.0), steps=None)
+    rates = {}
+    for client in ("aiohttp", "httpx"):
+        async with http_reference(options.sessions, servers, spec.app, body, unix, client) as ref:
+            rates[client] = (await _closed_loops(ref.calls, trial, client)).steps_per_s
+    faster = max(rates, key=rates.__getitem__)
+    async with http_reference(options.sessions, servers, spec.app, body, unix, faster) as ref:
+        yield ref
 
 
 def _wire_sample(action: Any, reply: StepResult[Any]) -> tuple[bytes, int]:
@@ -304,144 +388,46 @@ def _wire_sample(action: Any, reply: StepResult[Any]) -> tuple[bytes, int]:
     return frame, len(codec.encode(Result(id=10**6, observation=reply.observation)))
 
 
-# Baselines, each in their own server processes.
-
-
-@dataclass(frozen=True)
-class _Baseline:
-    addresses: list[str]
-    pids: list[int]
-
-
-@contextlib.asynccontextmanager
-async def _servers(commands: list[list[str]]) -> AsyncIterator[_Baseline]:
-    """Start one baseline server per command; each prints its address on its first line."""
-    processes = [
-        subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
-            [sys.executable, "-m", *command],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for command in commands
-    ]
-    try:
-        addresses = []
-        for process in processes:
-            assert process.stdout is not None
-            line = await asyncio.to_thread(process.stdout.readline)
-            if not line:
-                raise RuntimeError(f"baseline server {process.args!r} failed to start")
-            addresses.append(line.strip())
-        yield _Baseline(addresses, [process.pid for process in processes])
-    finally:
-        for process in processes:
-            process.kill()
-        for process in processes:
-            process.wait()
-
-
-@contextlib.asynccontextmanager
-async def _raw_ceiling(
-    options: BenchOptions, servers: int, frame: bytes, reply_bytes: int, unix: bool
-) -> AsyncIterator[tuple[list[Callable[[], Awaitable[object]]], list[int]]]:
-    """Connections to servers that only answer: the same frames over the same transport.
-    Yields one ping-pong call per connection, and the servers' pids."""
-    from websockets.asyncio.client import connect, unix_connect
-
-    with tempfile.TemporaryDirectory(prefix="oe-raw-") as directory:
-        commands = [
-            ["openenv.bench.raw_server", str(reply_bytes)]
-            + ([f"{directory}/raw{i}.sock"] if unix else [])
-            for i in range(servers)
-        ]
-        async with _servers(commands) as baseline, contextlib.AsyncExitStack() as stack:
-            urls = baseline.addresses
-            connections = []
-            for index in range(options.sessions):
-                url = urls[index % servers]
-                opened = (
-                    unix_connect(url.removeprefix("unix://"), "ws://localhost/", **_RAW_OPTIONS)
-                    if url.startswith("unix://")
-                    else connect(url, **_RAW_OPTIONS)
-                )
-                connections.append(await stack.enter_async_context(opened))
-
-            def ping_pong(ws: Any) -> Callable[[], Awaitable[object]]:
-                async def call() -> object:
-                    await ws.send(frame)
-                    return await ws.recv()
-
-                return call
-
-            yield [ping_pong(ws) for ws in connections], baseline.pids
-
-
-_RAW_OPTIONS: dict[str, Any] = {"compression": None, "proxy": None, "max_size": None}
-
-
-async def _http_baseline(
-    options: BenchOptions, spec: EnvSpec, servers: int, action: Any
-) -> LoopFigures:
-    import httpx
-    import msgspec
-
-    body = msgspec.json.encode(action)
-    async with _servers([["openenv.bench.http_server", spec.app]] * servers) as baseline:
-        urls = baseline.addresses
-        limits = httpx.Limits(
-            max_connections=options.sessions, max_keepalive_connections=options.sessions
-        )
-        # TCP_NODELAY: without it, small requests meet delayed ACKs (~40 ms a step) and the
-        # baseline would look far worse than a tuned HTTP env server is.
-        nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-        transport = httpx.AsyncHTTPTransport(limits=limits, socket_options=nodelay)
-        async with httpx.AsyncClient(transport=transport, trust_env=False, timeout=60) as http:
-
-            def session(index: int) -> Callable[[], Awaitable[object]]:
-                base = urls[index % servers]
-                headers = {"x-session": str(index), "content-type": "application/json"}
-
-                async def call() -> object:
-                    response = await http.post(f"{base}/step", content=body, headers=headers)
-                    return response.content
-
-                return call
-
-            for index in range(options.sessions):
-                await http.post(f"{urls[index % servers]}/reset", headers={"x-session": str(index)})
-            calls = [session(i) for i in range(options.sessions)]
-            return await _closed_loops(calls, options, "http", baseline.pids)
-
-
 def format_result(result: BenchResult) -> str:
     """The human summary ``openenv bench`` prints."""
     lines = [
         f"env={result.env} provider={result.provider} sessions={result.sessions} "
         f"servers={result.servers} message={result.message_size} B",
         f"start-up      {result.startup_s:8.2f} s",
+        f"client memory {result.client_rss_kib_per_session:8.1f} KiB per session",
     ]
-    rows = [("ours", result.ours), ("raw ws", result.raw), ("http/step", result.http)]
+    rows = [("ours", result.ours)] + [
+        (_LABELS[name], result.references.get(name)) for name in REFERENCES
+    ]
     lines.append(
-        f"{'':10} {'steps/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'client us/step':>15} "
+        f"{'':14} {'steps/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'client us/step':>15} "
         f"{'servers us/step':>16}"
     )
     for name, figures in rows:
         if figures is not None:
             lines.append(
-                f"{name:10} {figures.steps_per_s:10,.0f} {figures.p50_ms:8.3f} "
+                f"{name:14} {figures.steps_per_s:10,.0f} {figures.p50_ms:8.3f} "
                 f"{figures.p99_ms:8.3f} {figures.cpu_us_per_step:15.1f} "
                 f"{_optional(figures.server_cpu_us_per_step):>16}"
             )
-    ours = result.ours.steps_per_s
-    if result.vs_raw is not None:
-        ratios = result.raw_round_ratios
-        lines.append(
-            f"ours / raw websockets ceiling = {result.vs_raw:.2f} (median of {len(ratios)} "
-            f"back-to-back rounds; {min(ratios):.2f}-{max(ratios):.2f})"
-        )
-    if result.http is not None:
-        lines.append(f"ours / per-step HTTP POST     = {ours / result.http.steps_per_s:.1f}")
+    for name in REFERENCES:
+        ratios = result.round_ratios.get(name)
+        if ratios:
+            what = _RATIO_LABELS[name]
+            if name == "http":
+                what += f" ({result.http_client})"
+            lines.append(
+                f"ours / {what:<32} = {result.ratio(name):6.2f}  (median of {len(ratios)} "
+                f"interleaved rounds; {min(ratios):.2f}-{max(ratios):.2f})"
+            )
     if result.replaced or result.errors:
         lines.append(f"envs replaced {result.replaced}, failed calls {result.errors}")
     return "\n".join(lines)
+
+
+_LABELS = {"sansio": "sansio ceiling", "websockets": "websockets app", "http": "http/step"}
+_RATIO_LABELS = {
+    "sansio": "Sans-I/O ceiling",
+    "websockets": "websockets asyncio app",
+    "http": "per-step HTTP POST",
+}
