@@ -23,6 +23,7 @@ Schema evolution rule: every field added later must have a default.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import IntEnum
 from typing import Any, Generic, TypeVar
 
@@ -251,6 +252,12 @@ class Codec:
     def encode(self, message: msgspec.Struct) -> bytes:
         """Encode as msgpack, for a binary frame."""
         return self._msgpack_encoder.encode(message)
+
+    @property
+    def binary_codec(self) -> tuple[Callable[[bytes], Any], Callable[[Any], bytes]]:
+        """The bare msgpack decode and encode functions, for hot paths: one call each, and
+        msgspec's own errors (a hot path falls back to :meth:`decode` to report them)."""
+        return self._msgpack_decoder.decode, self._msgpack_encoder.encode
 
     def encode_text(self, message: msgspec.Struct) -> str:
         """Encode as JSON, for a text frame."""

@@ -100,6 +100,7 @@ class _SansIOClient(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()
         self.waiter: asyncio.Future[Any] = self.loop.create_future()  # the handshake first
+        self.early: list[object] = []  # events parsed with no call waiting (a greeting)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -109,7 +110,10 @@ class _SansIOClient(asyncio.Protocol):
         protocol.receive_data(data)
         for event in protocol.events_received():
             if event.__class__ is Frame or isinstance(event, Response):
-                self.waiter.set_result(event)
+                if self.waiter.done():
+                    self.early.append(event)
+                else:
+                    self.waiter.set_result(event)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.waiter.done():
@@ -126,11 +130,18 @@ class _SansIOClient(asyncio.Protocol):
         self.waiter = waiter = self.loop.create_future()
         return await waiter
 
+    async def next_event(self) -> object:
+        """The next frame that arrived unasked (a server's greeting)."""
+        if self.early:
+            return self.early.pop(0)
+        self.waiter = waiter = self.loop.create_future()
+        return await waiter
+
     @classmethod
-    async def open(cls, address: str) -> _SansIOClient:
+    async def open(cls, address: str, path: str = "/") -> _SansIOClient:
         loop = asyncio.get_running_loop()
         if address.startswith("unix://"):
-            uri = parse_uri("ws://localhost/")
+            uri = parse_uri(f"ws://localhost{path}")
             _, client = await loop.create_unix_connection(
                 lambda: cls(ClientProtocol(uri, max_size=None)), address.removeprefix("unix://")
             )

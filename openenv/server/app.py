@@ -26,11 +26,13 @@ from openenv.protocol import (
     request_type,
 )
 from openenv.server.config import ServerConfig
+from openenv.server.dialect import Dialect, serve_asgi
 from openenv.server.environment import Environment
 from openenv.server.forking import TicketBook
 from openenv.server.http_routes import http_routes
 from openenv.server.session import Session
 from openenv.server.upstream import UpstreamCodec, UpstreamSession
+from openenv.server.ws_protocol import DIRECT_EXTENSION
 from openenv.upstream import UpstreamCode
 
 __all__ = ["create_app"]
@@ -93,7 +95,7 @@ class _EnvServer:
         # The dialect is chosen here: our SDK asks for our subprotocol, anything else (upstream
         # OpenEnv's clients, plain websocket tools) gets upstream's JSON dialect.
         if SUBPROTOCOL not in scope.get("subprotocols", ()):
-            await self._serve_upstream(receive, send)
+            await self._serve_upstream(scope, receive, send)
             return
         await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
         if self.active_sessions >= self.config.max_sessions:
@@ -112,7 +114,8 @@ class _EnvServer:
         try:
             env = self.env_cls(**self.env_kwargs)
             hello = self._hello(session_id)
-            await Session(receive, send, env, self.codec, hello, self.config, self.forks).run()
+            session = Session(env, self.codec, hello, self.config, self.forks)
+            await _serve(session, scope, receive, send)
         except Exception:
             log.exception("session %s failed", session_id)
             raise
@@ -147,9 +150,8 @@ class _EnvServer:
         )
         try:
             hello = self._hello(session_id, forked_from=fork.parent)
-            await Session(
-                receive, send, fork.env, self.codec, hello, self.config, self.forks, fork.was_reset
-            ).run()
+            session = Session(fork.env, self.codec, hello, self.config, self.forks, fork.was_reset)
+            await _serve(session, scope, receive, send)
         finally:
             self.active_sessions -= 1
             log.info("session %s closed (%d active)", session_id, self.active_sessions)
@@ -172,7 +174,7 @@ class _EnvServer:
             {"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER, "reason": "capacity"}
         )
 
-    async def _serve_upstream(self, receive: Receive, send: Send) -> None:
+    async def _serve_upstream(self, scope: Scope, receive: Receive, send: Send) -> None:
         """One session in upstream OpenEnv's dialect (see ``openenv.server.upstream``)."""
         await send({"type": "websocket.accept"})
         codec = self.upstream_codec
@@ -198,7 +200,7 @@ class _EnvServer:
                 await send({"type": "websocket.send", "text": error})
                 await send({"type": "websocket.close", "code": CloseCode.INTERNAL_ERROR})
                 return
-            await UpstreamSession(env, codec, self.config).run(receive, send)
+            await _serve(UpstreamSession(env, codec, self.config), scope, receive, send)
         finally:
             self.active_sessions -= 1
 
@@ -236,6 +238,19 @@ def _authorization(scope: Scope) -> bytes:
         if name == b"authorization":
             presented = value
     return presented
+
+
+async def _serve(dialect: Dialect, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run an accepted session to its end, then release its env: on the connection itself
+    when uvicorn runs our protocol (frames skip ASGI altogether), else over ASGI messages."""
+    try:
+        direct = scope.get("extensions", {}).get(DIRECT_EXTENSION)
+        if direct is not None:
+            await direct["serve"](dialect)
+        else:
+            await serve_asgi(dialect, receive, send)
+    finally:
+        await dialect.release()
 
 
 def create_app(

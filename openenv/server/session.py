@@ -1,4 +1,4 @@
-"""One session: the request loop of one WebSocket connection around one environment."""
+"""The native dialect: openenv's msgpack (binary) and JSON (text) frames around one env."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgspec
-from starlette.types import Message, Receive, Send
 
 from openenv.protocol import (
     Close,
@@ -31,6 +30,7 @@ from openenv.protocol import (
     Step,
 )
 from openenv.server.config import ServerConfig
+from openenv.server.dialect import Closing, Outgoing, Reply
 from openenv.server.environment import Environment
 from openenv.server.forking import ParkedFork, TicketBook
 
@@ -40,29 +40,22 @@ log = logging.getLogger("openenv.server")
 
 _MAX_ERROR_CHARS = 2000
 
-_Reply = Result[Any] | StateReply[Any] | ForkTickets | Goodbye | Error
-
-
-class _Answer(Exception):
-    """Cuts a request short with ``reply``; a ``close_code`` also ends the session."""
-
-    def __init__(self, reply: _Reply, close_code: int | None = None) -> None:
-        self.reply = reply
-        self.close_code = close_code
+_Message = Result[Any] | StateReply[Any] | ForkTickets | Goodbye | Error
+_MakeReply = Callable[[int, Any], _Message]
 
 
 class Session:
-    """Serves one connection: greets, then answers requests one at a time until it closes.
+    """Serves one connection's requests: a :class:`~openenv.server.dialect.Dialect`.
 
     Nothing a client sends can end the server: undecodable frames, bad actions and exceptions
     inside the env become ``Error`` replies and the session stays usable. Only an oversized
     frame (1009) or a step past the time limit (1011, env state unknown) ends the session.
+    A sync env is stepped inside :meth:`handle`, so its reply is ready at once; an async env,
+    or a blocking one (on a thread of its own), gives an awaitable reply.
     """
 
     def __init__(
         self,
-        receive: Receive,
-        send: Send,
         env: Environment[Any, Any, Any],
         codec: Codec,
         hello: Hello,
@@ -70,100 +63,120 @@ class Session:
         forks: TicketBook | None = None,
         was_reset: bool = False,
     ) -> None:
-        # The raw ASGI callables: per message, no wrapper layers between us and the server.
-        self._receive_message = receive
-        self._send_message = send
         self._env = env
         self._codec = codec
+        self._encode = codec.encode
         self._hello = hello
         self._config = config
+        self._max_frame_bytes = config.max_frame_bytes
         self._forks = forks
-        self._was_reset = was_reset  # a forked session continues its parent's episode
+        self._was_reset = False
         # A blocking env gets one thread of its own: its calls never queue behind other
         # sessions' and always run on the same thread, as single-threaded libraries expect.
         self._thread = ThreadPoolExecutor(1, "openenv-env") if type(env).blocking else None
+        # The hot path, a sync env's step once reset, is inlined in ``handle``: set once the
+        # first reset succeeds (None until then, and for async or blocking envs).
+        self._sync_step: Callable[[Any], Any] | None = None
+        self._observation_type = type(env).observation_type
+        self._decode_binary, self._encode_binary = codec.binary_codec
+        if was_reset:  # a forked session continues its parent's episode
+            self._episode_started()
 
-    async def run(self) -> None:
-        """Serve until the client closes, then release the env."""
+    def greeting(self) -> bytes:
+        """The ``Hello`` frame."""
+        return self._encode(self._hello)
+
+    def handle(self, frame: bytes | str) -> Reply:
+        """The reply to one request frame, in the kind of frame it came in."""
+        step = self._sync_step
+        if step is None or frame.__class__ is not bytes or len(frame) > self._max_frame_bytes:
+            return self._decoded(frame)
+        # The hot path: a binary frame to a sync env that was reset. What _decoded and _call
+        # do, in one Python frame; anything unusual takes their path.
         try:
-            await self._send_message(self._outgoing(self._hello, text=False))
-            await self._serve()
-        except OSError:
-            pass  # the client went away (uvicorn's ClientDisconnected); nothing to answer
-        finally:
-            await self._release()
+            request = self._decode_binary(frame)
+        except Exception:
+            return self._decoded(frame)  # says what is wrong with it
+        if request.__class__ is not Step:
+            return self._request(request, frame)
+        try:
+            observation = step(request.action)
+        except Exception as exc:
+            return self._env_raised(exc, request.id, frame)
+        if observation.__class__ is not self._observation_type:
+            return self._call(request.id, frame, _result, lambda: observation)
+        return self._encode_binary(Result(id=request.id, observation=observation))
 
-    async def _serve(self) -> None:
-        # The per-message loop: plain function calls around the two awaits on the transport.
-        receive, send = self._receive_message, self._send_message
-        while True:
-            frame = _incoming(await receive())
-            if frame is None:
-                return
-            text = isinstance(frame, str)
-            if len(frame) > self._config.max_frame_bytes:
-                await self._close(CloseCode.TOO_BIG, "frame exceeds the server's size limit")
-                return
-            close_code = None
-            try:
-                reply = await self._handle(frame)
-            except _Answer as answer:
-                reply, close_code = answer.reply, answer.close_code
-            await send(self._outgoing(reply, text))
-            if close_code is not None:
-                await self._close(close_code)
-                return
-
-    def _outgoing(self, message: msgspec.Struct, text: bool) -> dict[str, Any]:
-        """The ASGI message sending ``message`` in the kind of frame the request came in."""
-        if text:
-            return {"type": "websocket.send", "text": self._codec.encode_text(message)}
-        return {"type": "websocket.send", "bytes": self._codec.encode(message)}
-
-    async def _close(self, code: int, reason: str = "") -> None:
-        await self._send_message({"type": "websocket.close", "code": code, "reason": reason})
-
-    async def _handle(self, frame: bytes | str) -> _Reply:
+    def _decoded(self, frame: bytes | str) -> Reply:
+        if len(frame) > self._max_frame_bytes:
+            return Closing(CloseCode.TOO_BIG, "frame exceeds the server's size limit")
         try:
             request = self._codec.decode(frame)
         except FrameError as exc:
-            return Error(code=exc.code, message=exc.message, id=exc.request_id)
+            return self._out(Error(code=exc.code, message=exc.message, id=exc.request_id), frame)
+        return self._request(request, frame)
+
+    def _request(self, request: Any, frame: bytes | str) -> Reply:
         if isinstance(request, Step):
             if not self._was_reset:
-                return _not_reset(request.id)
-            observation = await self._call_env(request.id, self._env.step, request.action)
-            return _result(request.id, observation)
+                return self._out(_not_reset(request.id), frame)
+            return self._call(request.id, frame, _result, self._env.step, request.action)
         if isinstance(request, Reset):
-            observation = await self._call_env(
+            return self._call(
                 request.id,
+                frame,
+                self._reset_done,
                 self._env.reset,
                 seed=request.seed,
                 episode_id=request.episode_id,
                 **request.options,
             )
-            self._was_reset = True
-            return _result(request.id, observation)
         if isinstance(request, GetState):
             if not self._was_reset:
-                return _not_reset(request.id)
-            state = await self._call_env(request.id, lambda: self._env.state)
-            return StateReply(id=request.id, state=state)
+                return self._out(_not_reset(request.id), frame)
+            return self._call(request.id, frame, _state_reply, lambda: self._env.state)
         if isinstance(request, Fork):
-            return await self._fork(request)
+            return self._fork(request, frame)
         assert isinstance(request, Close)
-        raise _Answer(Goodbye(id=request.id), CloseCode.NORMAL)
+        return Closing(CloseCode.NORMAL, frame=self._out(Goodbye(id=request.id), frame))
 
-    async def _call_env(
-        self, request_id: int, method: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> Any:
-        """Run an env method the cheapest safe way, under the server's step time limit.
+    async def release(self) -> None:
+        """Close the env, and stop its thread."""
+        try:
+            closing = self._env.close()
+            if inspect.isawaitable(closing):
+                await closing
+        except Exception:
+            log.warning("env close failed in session %s", self._hello.session_id, exc_info=True)
+        if self._thread is not None:
+            self._thread.shutdown(wait=False, cancel_futures=True)
 
-        Raises:
-            _Answer: ``env_error`` when the env raised (the session stays open), ``timeout``
-                when it exceeded the limit (the session closes: the env's state is unknown).
-        """
-        limit = self._config.step_timeout
-        deadline = None
+    def _out(self, message: _Message, request: bytes | str) -> bytes | str:
+        """``message`` encoded for the kind of frame ``request`` came in."""
+        if request.__class__ is bytes:
+            return self._encode(message)
+        return self._codec.encode_text(message)
+
+    def _reset_done(self, request_id: int, observation: Any) -> Result[Any]:
+        self._episode_started()
+        return _result(request_id, observation)
+
+    def _episode_started(self) -> None:
+        self._was_reset = True
+        step = self._env.step
+        if self._thread is None and not inspect.iscoroutinefunction(step):
+            self._sync_step = step
+
+    def _call(
+        self,
+        request_id: int,
+        frame: bytes | str,
+        reply: _MakeReply,
+        method: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Reply:
+        """Call an env method the cheapest safe way and answer with ``reply(id, result)``."""
         try:
             if self._thread is not None and not inspect.iscoroutinefunction(method):
                 call = functools.partial(method, *args, **kwargs)
@@ -174,81 +187,114 @@ class Session:
                 result = method(*args, **kwargs)
                 # A sync env returns its Struct directly: no awaitable check, no extra frame.
                 if isinstance(result, msgspec.Struct) or not inspect.isawaitable(result):
-                    return result
+                    return self._out(reply(request_id, result), frame)
                 pending = result
-            if limit is None:
-                return await pending
+        except Exception as exc:
+            return self._env_raised(exc, request_id, frame)
+        return self._finish(pending, request_id, frame, reply)
+
+    async def _finish(
+        self, pending: Awaitable[Any], request_id: int, frame: bytes | str, reply: _MakeReply
+    ) -> Outgoing:
+        """Await an env call under the server's step time limit, and answer it."""
+        try:
+            result = await self._within_limit(pending)
+        except _TimedOut:
+            return self._timed_out(request_id, frame)
+        except Exception as exc:
+            return self._env_raised(exc, request_id, frame)
+        return self._out(reply(request_id, result), frame)
+
+    async def _within_limit(self, pending: Awaitable[Any]) -> Any:
+        """``await pending``, or :class:`_TimedOut` past the server's step time limit."""
+        limit = self._config.step_timeout
+        if limit is None:
+            return await pending
+        deadline = None
+        try:
             async with asyncio.timeout(limit) as deadline:
                 return await pending
-        except Exception as exc:
-            if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
-                message = (
-                    f"the environment exceeded the server's {limit} s step limit; session closed"
-                )
-                error = Error(code=ErrorCode.TIMEOUT, message=message, id=request_id)
-                log.warning("session %s: %s", self._hello.session_id, message)
-                raise _Answer(error, CloseCode.INTERNAL_ERROR) from None
-            log.info("env raised in session %s: %r", self._hello.session_id, exc)
-            log.debug("traceback of the env error", exc_info=True)
-            message = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
-            raise _Answer(Error(code=ErrorCode.ENV_ERROR, message=message, id=request_id)) from exc
+        except TimeoutError:
+            if deadline is not None and deadline.expired():
+                raise _TimedOut from None
+            raise  # the env's own TimeoutError
 
-    async def _fork(self, request: Fork) -> _Reply:
+    def _timed_out(self, request_id: int, frame: bytes | str) -> Closing:
+        """Past the limit the client gets ``timeout`` and the session closes (1011): the
+        env's state is then unknown."""
+        limit = self._config.step_timeout
+        message = f"the environment exceeded the server's {limit} s step limit; session closed"
+        error = Error(code=ErrorCode.TIMEOUT, message=message, id=request_id)
+        log.warning("session %s: %s", self._hello.session_id, message)
+        return Closing(CloseCode.INTERNAL_ERROR, frame=self._out(error, frame))
+
+    async def _fork(self, request: Fork, frame: bytes | str) -> Outgoing:
         """Copy the env ``request.count`` times and park the copies under tickets."""
         forks, count = self._forks, request.count
         if forks is None:
             message = "this server does not serve forked sessions"
-            return Error(code=ErrorCode.NOT_SUPPORTED, message=message, id=request.id)
+            error = Error(code=ErrorCode.NOT_SUPPORTED, message=message, id=request.id)
+            return self._out(error, frame)
         if count < 1:
             message = f"fork count must be at least 1, not {count}"
-            return Error(code=ErrorCode.INVALID_MESSAGE, message=message, id=request.id)
+            error = Error(code=ErrorCode.INVALID_MESSAGE, message=message, id=request.id)
+            return self._out(error, frame)
         if not forks.reserve(count):
             message = (
                 f"server is at capacity ({self._config.max_sessions} sessions): no room for "
                 f"{count} forked session(s); a fork counts as a session"
             )
-            return Error(code=ErrorCode.CAPACITY, message=message, id=request.id)
+            return self._out(Error(code=ErrorCode.CAPACITY, message=message, id=request.id), frame)
         copies: list[Environment[Any, Any, Any]] = []
         try:
             for _ in range(count):
-                copies.append(await self._call_env(request.id, self._env.fork))
+                copies.append(await self._within_limit(self._pending(self._env.fork)))
         except BaseException as exc:
             for copy in copies:
                 forks.discard(copy)
             forks.release(count - len(copies))
-            cause = exc.__cause__ if isinstance(exc, _Answer) else None
-            if isinstance(cause, NotImplementedError):
-                message = str(cause)[:_MAX_ERROR_CHARS]
-                return Error(code=ErrorCode.NOT_SUPPORTED, message=message, id=request.id)
+            if isinstance(exc, _TimedOut):
+                return self._timed_out(request.id, frame)
+            if isinstance(exc, NotImplementedError):
+                message = str(exc)[:_MAX_ERROR_CHARS]
+                error = Error(code=ErrorCode.NOT_SUPPORTED, message=message, id=request.id)
+                return self._out(error, frame)
+            if isinstance(exc, Exception):
+                return self._env_raised(exc, request.id, frame)
             raise
         parent = self._hello.session_id
         tickets = [forks.issue(ParkedFork(copy, self._was_reset, parent)) for copy in copies]
-        return ForkTickets(id=request.id, tickets=tickets, expires_in=forks.ttl)
+        return self._out(ForkTickets(id=request.id, tickets=tickets, expires_in=forks.ttl), frame)
 
-    async def _release(self) -> None:
-        try:
-            closing = self._env.close()
-            if inspect.isawaitable(closing):
-                await closing
-        except Exception:
-            log.warning("env close failed in session %s", self._hello.session_id, exc_info=True)
-        if self._thread is not None:
-            self._thread.shutdown(wait=False, cancel_futures=True)
+    def _pending(self, method: Callable[[], Any]) -> Awaitable[Any]:
+        """``method()`` as an awaitable: on the env's thread when it has one."""
+        if self._thread is not None and not inspect.iscoroutinefunction(method):
+            return asyncio.get_running_loop().run_in_executor(self._thread, method)
+
+        async def call() -> Any:
+            result = method()
+            return await result if inspect.isawaitable(result) else result
+
+        return call()
+
+    def _env_raised(self, exc: Exception, request_id: int, frame: bytes | str) -> bytes | str:
+        log.info("env raised in session %s: %r", self._hello.session_id, exc)
+        log.debug("traceback of the env error", exc_info=exc)
+        message = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
+        return self._out(Error(code=ErrorCode.ENV_ERROR, message=message, id=request_id), frame)
 
 
-def _incoming(message: Message) -> bytes | str | None:
-    """A received frame's data; None once the client disconnected."""
-    if message["type"] != "websocket.receive":  # websocket.disconnect
-        return None
-    data: bytes | str | None = message.get("bytes")
-    if data is None:
-        data = message.get("text") or ""
-    return data
+class _TimedOut(Exception):
+    """An env call exceeded the server's step time limit."""
 
 
 def _not_reset(request_id: int) -> Error:
     message = "call reset() before step() or state(): this session has no episode yet"
     return Error(code=ErrorCode.NOT_RESET, message=message, id=request_id)
+
+
+def _state_reply(request_id: int, state: Any) -> StateReply[Any]:
+    return StateReply(id=request_id, state=state)
 
 
 def _result(request_id: int, observation: Any) -> Result[Any]:

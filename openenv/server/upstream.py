@@ -16,14 +16,13 @@ Same Environment classes as our own dialect; the differences are upstream's (ope
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from starlette.types import Receive, Send
 
 from openenv.protocol import CloseCode
 from openenv.server.config import ServerConfig
+from openenv.server.dialect import Closing
 from openenv.server.env_call import EnvCaller, EnvCallError, accepted_kwargs
 from openenv.server.environment import Environment
 from openenv.upstream import (
@@ -115,28 +114,14 @@ def reset_arguments(
     return accepted_kwargs(env.reset, data)
 
 
-@dataclass(frozen=True, slots=True)
-class Closing:
-    """Ends the session: send ``frame`` (if any), then close with ``code`` and ``reason``.
-
-    The same shape as ``Closing`` of the ``perf`` branch's ``openenv.server.dialect`` (being
-    merged at the same time): once both are in, use that one and delete this.
-    """
-
-    code: int
-    reason: str = ""
-    frame: str | None = None
-
-
 Outgoing = str | Closing
 
 
 class UpstreamSession:
     """One connection in upstream's dialect: ``handle`` turns each frame into its reply.
 
-    Shaped as the ``perf`` branch's ``Dialect`` (``greeting`` / ``handle`` / ``release``), so
-    the direct transport can drive it once both are merged; until then :meth:`run` drives it
-    over plain ASGI.
+    A :class:`~openenv.server.dialect.Dialect`: the app drives it as it does our own dialect,
+    on the connection itself under our uvicorn protocol, else over ASGI.
     """
 
     def __init__(
@@ -188,27 +173,3 @@ class UpstreamSession:
     async def release(self) -> None:
         """Close the env; called once, after the session ended."""
         await self._caller.release()
-
-    async def run(self, receive: Receive, send: Send) -> None:
-        """Serve over plain ASGI until the client goes away, then release the env."""
-        try:
-            while True:
-                message = await receive()
-                if message["type"] != "websocket.receive":  # websocket.disconnect
-                    return
-                frame: bytes | str | None = message.get("text")
-                if frame is None:
-                    frame = message.get("bytes") or b""
-                reply = self.handle(frame)
-                outgoing = reply if isinstance(reply, str | Closing) else await reply
-                if isinstance(outgoing, Closing):
-                    if outgoing.frame is not None:
-                        await send({"type": "websocket.send", "text": outgoing.frame})
-                    close = {"code": outgoing.code, "reason": outgoing.reason}
-                    await send({"type": "websocket.close", **close})
-                    return
-                await send({"type": "websocket.send", "text": outgoing})
-        except OSError:
-            pass  # the client went away (uvicorn's ClientDisconnected); nothing to answer
-        finally:
-            await self.release()

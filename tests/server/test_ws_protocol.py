@@ -14,24 +14,27 @@ from websockets.typing import Subprotocol
 from envs.echo_env import AsyncEchoEnv, EchoAction
 from openenv.protocol import SUBPROTOCOL, Codec, Reset, Result, Step, reply_type, request_type
 from openenv.providers.process import LocalProcessProvider
+from openenv.server import create_app
 from openenv.server.ws_protocol import MAX_UNREAD, EnvWebSocketProtocol
 from openenv.types import Observation, State
 from tests.conftest import running_server
+from tests.slow_echo import SlowEchoEnvironment
 
 OURS = [Subprotocol(SUBPROTOCOL)]  # our dialect: the greeting, then msgpack
 
 
 @pytest.fixture
 def paused_after_each_message(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Whether reading was paused after each message the server queued for its app."""
+    """Whether reading was paused after each read from a session's connection."""
     record: list[bool] = []
-    queue_message = EnvWebSocketProtocol.send_receive_event_to_app
+    data_received = EnvWebSocketProtocol.data_received
 
-    def recorded(self: EnvWebSocketProtocol) -> None:
-        queue_message(self)
-        record.append(self.read_paused)
+    def recorded(self: EnvWebSocketProtocol, data: bytes) -> None:
+        data_received(self, data)
+        if self.handshake_complete:
+            record.append(self.read_paused)
 
-    monkeypatch.setattr(EnvWebSocketProtocol, "send_receive_event_to_app", recorded)
+    monkeypatch.setattr(EnvWebSocketProtocol, "data_received", recorded)
     return record
 
 
@@ -49,11 +52,12 @@ async def test_request_reply_never_pauses_reading(
 
 
 async def test_a_flood_pauses_reading_and_every_reply_comes_back_in_order(
-    echo_app_factory: Any, paused_after_each_message: list[bool]
+    paused_after_each_message: list[bool],
 ) -> None:
+    # An async env: each reply waits for its step, so requests arriving meanwhile queue up.
     requests = Codec(request_type(EchoAction))
     replies = Codec(reply_type(Observation, State))
-    async with running_server(echo_app_factory()) as address:
+    async with running_server(create_app(SlowEchoEnvironment)) as address:
         async with connect(address, compression=None, proxy=None, subprotocols=OURS) as ws:
             await ws.recv()  # the greeting
             frames = [requests.encode(Reset(id=0))] + [
