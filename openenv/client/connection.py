@@ -33,6 +33,7 @@ from openenv.endpoint import Endpoint
 __all__ = ["Connection"]
 
 _MAX_QUEUED = 16  # unread messages before the transport stops reading
+_BINARY = Opcode.BINARY
 
 
 class Connection(asyncio.Protocol):
@@ -45,7 +46,7 @@ class Connection(asyncio.Protocol):
     def __init__(self, protocol: ClientProtocol) -> None:
         self.protocol = protocol
         self.transport: asyncio.Transport | None = None
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         self._handshake_done: asyncio.Future[None] = loop.create_future()
         self._lost: asyncio.Future[None] = loop.create_future()
         self._messages: collections.deque[bytes | str] = collections.deque()
@@ -137,18 +138,30 @@ class Connection(asyncio.Protocol):
 
     async def recv(self) -> bytes | str:
         """The next message: bytes from a binary frame, str from a text frame."""
+        return await self.next_message()
+
+    def request(self, message: bytes) -> asyncio.Future[bytes | str]:
+        """:meth:`send` ``message``; the future of the next message received.
+
+        ``send`` then ``recv`` in one call, with no coroutine in between: a session's hot path.
+        """
+        self.send(message)
+        return self.next_message()
+
+    def next_message(self) -> asyncio.Future[bytes | str]:
+        """The future of the next message (done already if one is queued)."""
+        waiter: asyncio.Future[bytes | str] = self._loop.create_future()
         if self._messages:
-            message = self._messages.popleft()
+            waiter.set_result(self._messages.popleft())
             if self._reading_paused and len(self._messages) < _MAX_QUEUED // 2:
                 self._reading_paused = False
                 assert self.transport is not None
                 self.transport.resume_reading()
-            return message
-        if self._lost.done():
-            raise self._closed_error()
-        waiter: asyncio.Future[bytes | str] = asyncio.get_running_loop().create_future()
-        self._waiter = waiter
-        return await waiter
+        elif self._lost.done():
+            waiter.set_exception(self._closed_error())
+        else:
+            self._waiter = waiter
+        return waiter
 
     async def close(self, close_timeout: float) -> None:
         """The closing handshake, then the connection closed; aborted after ``close_timeout``."""
@@ -178,10 +191,21 @@ class Connection(asyncio.Protocol):
         protocol.receive_data(data)
         for event in protocol.events_received():
             if event.__class__ is Frame:
-                self._frame(event)
+                if event.opcode is _BINARY and event.fin:
+                    # The hot path: a reply, to the call waiting for it.
+                    waiter = self._waiter
+                    if waiter is not None and not waiter.done():
+                        self._waiter = None
+                        waiter.set_result(event.data)  # type: ignore[arg-type]
+                    else:
+                        self._deliver(event.data, False)  # type: ignore[arg-type]
+                else:
+                    self._frame(event)
             elif isinstance(event, Response):
                 self._handshake_ended(response=True)
-        self._flush()
+        writes = protocol.data_to_send()  # pongs, close frames: rarely anything
+        if writes:
+            self._write(writes)
         if protocol.state is not State.OPEN and not self._handshake_pending:
             # We answered a close frame, or failed the connection (a frame too large, a
             # protocol violation): the TCP connection is done with.
@@ -255,9 +279,12 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _flush(self) -> None:
+        self._write(self.protocol.data_to_send())
+
+    def _write(self, writes: list[bytes]) -> None:
         transport = self.transport
         assert transport is not None
-        for data in self.protocol.data_to_send():
+        for data in writes:
             if data:
                 transport.write(data)
             elif transport.can_write_eof():
