@@ -2,30 +2,42 @@
 
 Runs ``openenv bench`` (in process, one measurement after another) for each provider and
 session count, writes a CSV and a PNG plot (steps/s and p99 step latency vs sessions), and
-prints a Markdown table for the README.
+prints a Markdown table for the README. Up to ``--compare-max`` sessions, local processes are
+compared with the references of ``bench --compare`` (interleaved rounds). All sessions of a
+point run from this one process; ``client KiB/session`` is its memory growth per session.
 
-    .venv/bin/python benchmarks/sweep.py [--sessions 1 8 64 256] [--providers process docker]
-        [--duration 4] [--out benchmarks/results/sweep]
+    .venv/bin/python benchmarks/sweep.py [--sessions 1 64 256 1024 4096] [--providers process]
+        [--duration 2] [--rounds 3] [--compare-max 1024] [--out benchmarks/results/sweep]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
-from openenv.bench import run_fast
-from openenv.bench.runner import BenchOptions, BenchResult, run_bench
 
 COLUMNS = ["provider", "sessions", "servers", "startup_s", "steps_per_s", "p50_ms", "p99_ms",
-           "cpu_us_per_step", "raw_steps_per_s", "vs_raw", "errors"]  # fmt: skip
+           "cpu_us_per_step", "server_cpu_us_per_step", "client_rss_kib_per_session",
+           "raw_steps_per_s", "vs_raw", "vs_websockets", "vs_http", "errors"]  # fmt: skip
 
 
-def measure(provider: str, sessions: int, duration: float, compare: bool) -> BenchResult:
-    options = BenchOptions(
-        provider=provider, sessions=sessions, duration=duration, compare=compare, progress=False
-    )
-    return run_fast(run_bench(options))
+def measure(
+    provider: str, sessions: int, duration: float, rounds: int, compare: bool
+) -> dict[str, object]:
+    """``openenv bench`` in a process of its own: each point's client memory starts afresh."""
+    with tempfile.TemporaryDirectory(prefix="oe-sweep-") as directory:
+        out = Path(directory) / "bench.json"
+        command = [sys.executable, "-m", "openenv", "bench", "--provider", provider]
+        command += ["--sessions", str(sessions), "--duration", str(duration)]
+        command += ["--rounds", str(rounds), "--json", str(out)]
+        subprocess.run([*command, *(["--compare"] if compare else [])], check=True)
+        figures: dict[str, object] = json.loads(out.read_text())
+        return figures
 
 
 def plot(rows: list[dict[str, object]], path: Path) -> None:
@@ -42,7 +54,7 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
         latency.plot(sessions, [r["p99_ms"] for r in mine], "o-", label=f"openenv, {provider}")
         raw = [r["raw_steps_per_s"] for r in mine]
         if all(raw):
-            rate.plot(sessions, raw, "x--", label=f"raw websockets ceiling ({provider} servers)")
+            rate.plot(sessions, raw, "x--", label=f"Sans-I/O ceiling ({provider} servers)")
     for axis, title in ((rate, "echo steps/s (all sessions)"), (latency, "p99 step latency, ms")):
         axis.set_xscale("log", base=2)
         axis.set_xlabel("concurrent sessions (one client process)")
@@ -58,17 +70,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 8, 64, 256])
-    parser.add_argument("--providers", nargs="+", default=["process", "docker"])
-    parser.add_argument("--duration", type=float, default=4.0)
+    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 64, 256, 1024, 4096])
+    parser.add_argument("--providers", nargs="+", default=["process"])
+    parser.add_argument("--duration", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compare-max", type=int, default=1024)
     parser.add_argument("--out", default="benchmarks/results/sweep")
     args = parser.parse_args()
 
     rows: list[dict[str, object]] = []
     for provider in args.providers:
         for sessions in args.sessions:
-            result = measure(provider, sessions, args.duration, compare=provider == "process")
-            figures = result.as_json()
+            compare = provider == "process" and sessions <= args.compare_max
+            figures = measure(provider, sessions, args.duration, args.rounds, compare)
             row = {column: figures.get(column, "") for column in COLUMNS}
             rows.append(row)
             print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
@@ -81,13 +95,18 @@ def main() -> None:
         writer.writerows(rows)
     plot(rows, out.with_suffix(".png"))
     print(f"\nwrote {out.with_suffix('.csv')} and {out.with_suffix('.png')}\n")
-    print("| provider | sessions | start-up s | steps/s | p50 ms | p99 ms | vs raw ws |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| provider | sessions | start-up s | steps/s | p50 ms | p99 ms | client KiB/session "
+        "| vs Sans-I/O | vs websockets | vs HTTP | errors |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         rate = float(str(r["steps_per_s"]))
         print(
             f"| {r['provider']} | {r['sessions']} | {r['startup_s']} | {rate:,.0f} "
-            f"| {r['p50_ms']} | {r['p99_ms']} | {r['vs_raw'] or '-'} |"
+            f"| {r['p50_ms']} | {r['p99_ms']} | {r['client_rss_kib_per_session']} "
+            f"| {r['vs_raw'] or '-'} | {r['vs_websockets'] or '-'} | {r['vs_http'] or '-'} "
+            f"| {r['errors']} |"
         )
 
 

@@ -107,6 +107,7 @@ def uvicorn_config(
         "log_level": "warning",
         "access_log": False,
         "timeout_graceful_shutdown": 2,
+        "backlog": 4096,  # thousands of sessions may connect at once (a pool opening)
     }
     return uvicorn.Config(app, **{**options, **overrides})
 
