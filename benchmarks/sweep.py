@@ -20,7 +20,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-
 COLUMNS = ["provider", "sessions", "servers", "startup_s", "steps_per_s", "p50_ms", "p99_ms",
            "cpu_us_per_step", "server_cpu_us_per_step", "client_rss_kib_per_session",
            "raw_steps_per_s", "vs_raw", "vs_websockets", "vs_http", "errors"]  # fmt: skip
