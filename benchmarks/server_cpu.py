@@ -37,7 +37,7 @@ def frames(message_size: int) -> tuple[bytes, bytes, int]:
     observation = EchoObservation(
         echoed_message=action.message, message_length=message_size, reward=message_size / 10
     )
-    reply = codec.encode(Result(id=10**6, observation=observation, reward=observation.reward))
+    reply = codec.encode(Result(id=10**6, observation=observation))
     return codec.encode(Reset(id=0)), codec.encode(Step(id=10**6, action=action)), len(reply)
 
 

@@ -29,10 +29,11 @@ from openenv.bench.references import _SansIOClient
 from openenv.protocol import Codec, Result, Step, request_type
 
 
-async def rate(call: Callable[[], Awaitable[object]], seconds: float) -> float:
+async def rate(call: Callable[[], Awaitable[object]], seconds: float) -> tuple[float, float]:
+    """Steps/s, and this process's CPU µs per step."""
     for _ in range(200):
         await call()
-    count, started = 0, time.perf_counter()
+    count, started, cpu = 0, time.perf_counter(), time.process_time()
     deadline = started + seconds
     while True:
         for _ in range(100):
@@ -40,13 +41,14 @@ async def rate(call: Callable[[], Awaitable[object]], seconds: float) -> float:
         count += 100
         now = time.perf_counter()
         if now >= deadline:
-            return count / (now - started)
+            return count / (now - started), (time.process_time() - cpu) / count * 1e6
 
 
-def sync_rate(call: Callable[[], object], seconds: float) -> float:
+def sync_rate(call: Callable[[], object], seconds: float) -> tuple[float, float]:
+    """Steps/s, and this process's CPU µs per step."""
     for _ in range(200):
         call()
-    count, started = 0, time.perf_counter()
+    count, started, cpu = 0, time.perf_counter(), time.process_time()
     deadline = started + seconds
     while True:
         for _ in range(100):
@@ -54,7 +56,7 @@ def sync_rate(call: Callable[[], object], seconds: float) -> float:
         count += 100
         now = time.perf_counter()
         if now >= deadline:
-            return count / (now - started)
+            return count / (now - started), (time.process_time() - cpu) / count * 1e6
 
 
 def wire_sizes(message_size: int) -> tuple[bytes, int]:
@@ -64,9 +66,7 @@ def wire_sizes(message_size: int) -> tuple[bytes, int]:
     observation = EchoObservation(
         echoed_message=action.message, message_length=message_size, reward=message_size / 10
     )
-    reply = Codec(request_type(EchoAction)).encode(
-        Result(id=123456, observation=observation, reward=observation.reward)
-    )
+    reply = Codec(request_type(EchoAction)).encode(Result(id=123456, observation=observation))
     return request, len(reply)
 
 
@@ -94,21 +94,27 @@ def main() -> None:
     sync_env = EchoEnv.from_process(transport="tcp")
     action = EchoAction(message="x" * args.message_size)
     figures: dict[str, list[float]] = {"raw": [], "async": [], "sync": []}
+    cpu: dict[str, list[float]] = {"raw": [], "async": [], "sync": []}
+
+    def record(name: str, measured: tuple[float, float]) -> None:
+        figures[name].append(measured[0])
+        cpu[name].append(measured[1])
+
     try:
         sync_env.reset()
 
         async def measure_async_side() -> None:
             raw = await _SansIOClient.open(raw_url)
-            figures["raw"].append(await rate(lambda: raw.call(request), args.seconds))
+            record("raw", await rate(lambda: raw.call(request), args.seconds))
             assert raw.transport is not None
             raw.transport.close()
             async with AsyncEchoEnv(sync_env.endpoint) as env:
                 await env.reset()
-                figures["async"].append(await rate(lambda: env.step(action), args.seconds))
+                record("async", await rate(lambda: env.step(action), args.seconds))
 
         for round_ in range(args.rounds):
             run_fast(measure_async_side())
-            figures["sync"].append(sync_rate(lambda: sync_env.step(action), args.seconds))
+            record("sync", sync_rate(lambda: sync_env.step(action), args.seconds))
             print(
                 f"round {round_ + 1}: "
                 + "  ".join(f"{name} {values[-1]:,.0f}" for name, values in figures.items())
@@ -134,6 +140,7 @@ def main() -> None:
         "sync_steps_per_s": round(medians["sync"]),
         "async_vs_raw": round(per_round("async", "raw"), 3),
         "sync_vs_async": round(per_round("sync", "async"), 3),
+        **{f"{name}_cpu_us_per_step": round(statistics.median(cpu[name]), 1) for name in cpu},
     }
     print(json.dumps(result, indent=2))
     print(
