@@ -23,16 +23,26 @@ from tests.slow_echo import SlowEchoEnvironment
 OURS = [Subprotocol(SUBPROTOCOL)]  # our dialect: the greeting, then msgpack
 
 
+class _Record(list[bool]):
+    """Whether reading was paused after each read; ``paused`` is set at the first pause."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = asyncio.Event()
+
+
 @pytest.fixture
-def paused_after_each_message(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+def paused_after_each_message(monkeypatch: pytest.MonkeyPatch) -> _Record:
     """Whether reading was paused after each read from a session's connection."""
-    record: list[bool] = []
+    record = _Record()
     data_received = EnvWebSocketProtocol.data_received
 
     def recorded(self: EnvWebSocketProtocol, data: bytes) -> None:
         data_received(self, data)
         if self.handshake_complete:
             record.append(self.read_paused)
+            if self.read_paused:
+                record.paused.set()
 
     monkeypatch.setattr(EnvWebSocketProtocol, "data_received", recorded)
     return record
@@ -101,3 +111,32 @@ async def test_an_oversized_frame_is_answered_1009_not_reset() -> None:
                 await asyncio.wait_for(ws.recv(), 5)
             assert closed.value.rcvd is not None, "reset without a close frame"
             assert closed.value.rcvd.code == 1009
+
+
+async def test_a_client_that_sends_without_reading_is_held_back(
+    echo_app_factory: Any, paused_after_each_message: _Record
+) -> None:
+    # A sync env answers each request at once; while its replies pile up unread, the server
+    # must stop taking requests (and reading), then serve them all, in order, once read.
+    requests = Codec(request_type(EchoAction))
+    replies = Codec(reply_type(Observation, State))
+    frames = [requests.encode(Reset(id=0))] + [
+        requests.encode(Step(id=i, action=EchoAction(message="x" * 65536))) for i in range(1, 300)
+    ]
+    async with running_server(echo_app_factory()) as address:
+        async with connect(address, compression=None, proxy=None, max_size=None) as ws:
+            await ws.recv()  # the greeting
+
+            async def flood() -> None:
+                for frame in frames:
+                    await ws.send(frame)
+
+            sender = asyncio.create_task(flood())
+            await asyncio.wait_for(paused_after_each_message.paused.wait(), 30)
+            ids = []
+            for _ in frames:
+                reply = replies.decode(await ws.recv())
+                assert isinstance(reply, Result)
+                ids.append(reply.id)
+            await sender
+    assert ids == list(range(300))
