@@ -39,7 +39,7 @@ $(UPSTREAM_STAMP):
 # a raw websockets ceiling (7 rounds of 2 s, back to back with ours) and a per-step HTTP
 # baseline (~35 s; ~1.5 min on a fresh clone, install included).
 run: install
-	$(VENV)/bin/openenv bench --compare --sessions 256 --duration 2 --rounds 7
+	$(VENV)/bin/openenv bench --compare --sessions 256 --duration 1 --rounds 11
 
 test: install upstream-venv
 	$(PY) -m pytest
