@@ -27,7 +27,7 @@ from pathlib import Path
 from envs.echo_env import AsyncEchoEnv, EchoAction
 from openenv.bench import run_fast
 from openenv.bench.references import _SansIOClient
-from openenv.protocol import Codec, Reset, Step, request_type
+from openenv.protocol import SUBPROTOCOL, Codec, Reset, Step, request_type
 
 Calls = list[Callable[[], Awaitable[object]]]
 
@@ -44,7 +44,7 @@ async def sansio_calls(address: str, sessions: int, action: EchoAction) -> Calls
     step = codec.encode(Step(id=10**6, action=action))
     clients = []
     for _ in range(sessions):
-        client = await _SansIOClient.open(address, "/ws")
+        client = await _SansIOClient.open(address, "/ws", SUBPROTOCOL)
         await client.next_event()  # the greeting
         await client.call(codec.encode(Reset(id=0)))
         clients.append(client)

@@ -28,7 +28,7 @@ from envs.echo_env import EchoAction
 from envs.echo_env.models import EchoObservation
 from openenv.bench import run_fast
 from openenv.bench.references import _SansIOClient
-from openenv.protocol import Codec, Reset, Result, Step, request_type
+from openenv.protocol import SUBPROTOCOL, Codec, Reset, Result, Step, request_type
 
 
 def frames(message_size: int) -> tuple[bytes, bytes, int]:
@@ -60,7 +60,7 @@ def cpu_seconds(pid: int) -> float:
 async def connect(path: str, sessions: int, kind: str, reset: bytes) -> list[_SansIOClient]:
     clients = []
     for _ in range(sessions):
-        client = await _SansIOClient.open(f"unix://{path}", "/ws")
+        client = await _SansIOClient.open(f"unix://{path}", "/ws", SUBPROTOCOL)
         if kind == "ours":
             await client.next_event()  # the greeting
             await client.call(reset)

@@ -30,6 +30,7 @@ from typing import Any, cast
 from websockets.client import ClientProtocol
 from websockets.frames import Frame
 from websockets.http11 import Response
+from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
 __all__ = ["Call", "Reference", "http_reference", "sansio_reference", "websockets_reference"]
@@ -138,17 +139,23 @@ class _SansIOClient(asyncio.Protocol):
         return await waiter
 
     @classmethod
-    async def open(cls, address: str, path: str = "/") -> _SansIOClient:
+    async def open(
+        cls, address: str, path: str = "/", subprotocol: str | None = None
+    ) -> _SansIOClient:
         loop = asyncio.get_running_loop()
+        offered = [Subprotocol(subprotocol)] if subprotocol else None
         if address.startswith("unix://"):
             uri = parse_uri(f"ws://localhost{path}")
             _, client = await loop.create_unix_connection(
-                lambda: cls(ClientProtocol(uri, max_size=None)), address.removeprefix("unix://")
+                lambda: cls(ClientProtocol(uri, subprotocols=offered, max_size=None)),
+                address.removeprefix("unix://"),
             )
         else:
             uri = parse_uri(address)
             _, client = await loop.create_connection(
-                lambda: cls(ClientProtocol(uri, max_size=None)), uri.host, uri.port
+                lambda: cls(ClientProtocol(uri, subprotocols=offered, max_size=None)),
+                uri.host,
+                uri.port,
             )
         client.protocol.send_request(client.protocol.connect())
         client._write()

@@ -124,7 +124,8 @@ async def test_a_client_that_sends_without_reading_is_held_back(
         requests.encode(Step(id=i, action=EchoAction(message="x" * 65536))) for i in range(1, 300)
     ]
     async with running_server(echo_app_factory()) as address:
-        async with connect(address, compression=None, proxy=None, max_size=None) as ws:
+        connected = connect(address, compression=None, proxy=None, max_size=None, subprotocols=OURS)
+        async with connected as ws:
             await ws.recv()  # the greeting
 
             async def flood() -> None:
