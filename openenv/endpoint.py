@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from openenv.exceptions import AddressError
 
-__all__ = ["Endpoint"]
+__all__ = ["Endpoint", "is_loopback"]
 
 _UNIX_SCHEMES = ("unix://", "ws+unix://")
 
@@ -56,3 +57,13 @@ class Endpoint:
 
     def __str__(self) -> str:
         return f"unix://{self.unix_socket}" if self.unix_socket else self.url
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -31,7 +31,7 @@ from typing import Any, Literal, TypedDict
 import aiodocker
 
 from openenv.cleanup import exit_on_sigterm, run_to_completion
-from openenv.endpoint import Endpoint
+from openenv.endpoint import Endpoint, is_loopback
 from openenv.exceptions import ProviderError
 from openenv.providers.base import Provider, ServerHandle
 from openenv.providers.owners import mark_owned, owner_labels
@@ -90,7 +90,9 @@ class LocalDockerProvider(Provider):
     Args:
         image: the env image, e.g. ``"echo-env:latest"`` (built by ``openenv build``).
         transport: ``"unix"`` (socket in a bind-mounted dir) or ``"tcp"`` (a port published
-            on 127.0.0.1). Default: unix on Linux, tcp elsewhere.
+            on ``host``). Default: unix on Linux, tcp elsewhere.
+        host: the host address a tcp port is published on (default 127.0.0.1; a cluster
+            node's own address for clients on other machines, only with ``auth``).
         network: give the container a network. Default: only when the transport needs one.
         env: extra environment variables for the server (``OPENENV_*`` limits, env options).
         memory: memory limit (``"512m"``); swap is not allowed beyond it.
@@ -116,6 +118,7 @@ class LocalDockerProvider(Provider):
         image: str,
         *,
         transport: Literal["unix", "tcp"] | None = None,
+        host: str = "127.0.0.1",
         network: bool | None = None,
         env: Mapping[str, str] | None = None,
         memory: str | int = "512m",
@@ -137,10 +140,13 @@ class LocalDockerProvider(Provider):
         network = transport == "tcp" if network is None else network
         if transport == "tcp" and not network:
             raise ValueError("transport='tcp' publishes a port, which needs network=True")
+        if not auth and not is_loopback(host):
+            raise ValueError(f"refusing to publish on {host} without a token; keep auth=True")
         if user.split(":")[0] in ("0", "root") and not allow_root:
             raise ValueError("refusing to run an env as root; pass allow_root=True to insist")
         self.image = image
         self.transport = transport
+        self.host = host
         self.network = network
         self.env = dict(env or {})
         self.memory = parse_bytes(memory)
@@ -304,7 +310,7 @@ class LocalDockerProvider(Provider):
         if self.transport == "tcp":
             port = f"{_CONTAINER_PORT}/tcp"
             config["ExposedPorts"] = {port: {}}
-            host_config["PortBindings"] = {port: [{"HostIp": "127.0.0.1", "HostPort": ""}]}
+            host_config["PortBindings"] = {port: [{"HostIp": self.host, "HostPort": ""}]}
         return config
 
     async def _ready_address(self, container: Any, workdir: Path) -> str:
@@ -326,7 +332,8 @@ class LocalDockerProvider(Provider):
             return f"unix://{workdir / 'run' / 'env.sock'}"
         info = await container.show()
         binding = info["NetworkSettings"]["Ports"][f"{_CONTAINER_PORT}/tcp"][0]
-        return f"ws://127.0.0.1:{binding['HostPort']}/ws"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{binding['HostPort']}/ws"
 
     async def _fail_if_exited(self, container: Any) -> None:
         info = await container.show()

@@ -20,7 +20,7 @@ from typing import Literal
 
 from openenv import procfs
 from openenv.cleanup import exit_on_sigterm
-from openenv.endpoint import Endpoint
+from openenv.endpoint import Endpoint, is_loopback
 from openenv.exceptions import ProviderError
 from openenv.providers.base import Provider, ServerHandle
 from openenv.providers.owners import mark_owned
@@ -41,14 +41,16 @@ class _Child:
 class LocalProcessProvider(Provider):
     """Runs each env server as ``python -m openenv serve APP`` in a subprocess.
 
-    Servers listen on a unix socket in a private temp directory (default) or on a 127.0.0.1
-    port chosen by the kernel, with a random bearer token each unless ``auth=False``. A server
-    exits by itself when the process that started it dies (it watches its stdin), so a killed
-    trainer leaves no server behind.
+    Servers listen on a unix socket in a private temp directory (default) or on a TCP port of
+    ``host`` (127.0.0.1 unless told otherwise) chosen by the kernel, with a random bearer token
+    each unless ``auth=False``. A server exits by itself when the process that started it dies
+    (it watches its stdin), so a killed trainer leaves no server behind.
 
     Args:
         app: what ``openenv serve`` serves: an env package (``envs.echo_env``) or ``module:app``.
         transport: ``"unix"`` or ``"tcp"``.
+        host: the address tcp servers bind (e.g. a cluster node's own address); beyond
+            loopback only with ``auth``, so that reaching the port is not enough.
         env: extra environment variables for the server (e.g. ``OPENENV_MAX_SESSIONS``).
         auth: give each server a random token.
         startup_timeout: seconds a server may take to accept sessions.
@@ -64,6 +66,7 @@ class LocalProcessProvider(Provider):
         app: str,
         *,
         transport: Literal["unix", "tcp"] = "unix",
+        host: str = "127.0.0.1",
         env: Mapping[str, str] | None = None,
         auth: bool = True,
         startup_timeout: float = 30.0,
@@ -72,8 +75,11 @@ class LocalProcessProvider(Provider):
     ) -> None:
         if transport not in ("unix", "tcp"):
             raise ValueError(f"transport must be 'unix' or 'tcp', not {transport!r}")
+        if not auth and not is_loopback(host):
+            raise ValueError(f"refusing to serve on {host} without a token; keep auth=True")
         self.app = app
         self.transport = transport
+        self.host = host
         self.env = dict(env or {})
         self.auth = auth
         self.startup_timeout = startup_timeout
@@ -133,7 +139,7 @@ class LocalProcessProvider(Provider):
         if self.transport == "unix":
             where = ["--uds", str(workdir / "env.sock")]
         else:
-            where = ["--host", "127.0.0.1", "--port", "0"]
+            where = ["--host", self.host, "--port", "0"]
         args = ["-m", "openenv", "serve", self.app, *where]
         args += ["--ready-fd", str(ready_fd), "--watch-parent"]
         # The token travels in the environment, not argv, so `ps` does not show it.

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import logging
 import os
 import signal
@@ -28,6 +27,7 @@ from typing import Any
 
 import uvicorn
 
+from openenv.endpoint import is_loopback
 from openenv.exceptions import EnvNotFoundError, ServeError
 from openenv.registry import import_env_module
 from openenv.server.config import ServerConfig
@@ -68,16 +68,6 @@ def load_app(target: str) -> Any:
         return getattr(module, attribute)
     except AttributeError:
         raise EnvNotFoundError(f"{module_name} has no attribute {attribute!r}") from None
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only accepts connections from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def uvicorn_config(
