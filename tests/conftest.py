@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
+
+# Before anything can import ray: without it, Ray binds the machine's own non-loopback address
+# even for a cluster on 127.0.0.1, and these machines allow loopback only.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+import asyncio
 import shutil
 import socket
 import subprocess

@@ -1,0 +1,272 @@
+"""RayProvider on a real 2-node Ray cluster on this machine (see ray_cluster.py).
+
+The first test checks the traffic rule: every socket the cluster listens on is on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections import Counter
+from typing import Any
+
+import psutil
+import pytest
+
+from envs.echo_env import AsyncEchoEnv, EchoAction
+from openenv import EnvPool, ProviderError
+from tests.providers.ray_cluster import (
+    RayCluster,
+    cluster_processes,
+    eventually,
+    marked_servers,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def ray_provider(mark: str, **options: Any) -> Any:
+    from openenv.providers.ray import RayProvider
+
+    return RayProvider("envs.echo_env", env={"OPENENV_TEST_MARK": mark}, **options)
+
+
+def host_actors(provider_id: str) -> list[str]:
+    """Names of the env-host actors of one provider that Ray still knows."""
+    import ray
+
+    from openenv.providers.ray import HOST_NAME_PREFIX, NAMESPACE
+
+    prefix = f"{HOST_NAME_PREFIX}:{provider_id}:"
+    return [
+        actor["name"]
+        for actor in ray.util.list_named_actors(all_namespaces=True)
+        if actor["namespace"] == NAMESPACE and actor["name"].startswith(prefix)
+    ]
+
+
+def is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def test_every_socket_of_the_cluster_is_on_loopback(ray_cluster: RayCluster) -> None:
+    bound: list[tuple[str, str, int]] = []
+    names = set()
+    for process in cluster_processes():
+        try:
+            name = process.name()
+            connections = process.net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        names.add(name)
+        for conn in connections:
+            listening = conn.status == psutil.CONN_LISTEN
+            if listening or (conn.type == 2 and conn.laddr):  # 2: SOCK_DGRAM, bound UDP
+                bound.append((name, conn.laddr.ip, conn.laddr.port))
+    assert {"gcs_server", "raylet"} <= names, f"the cluster's processes were not found: {names}"
+    assert len(bound) >= 4, f"too few listening sockets found to judge: {bound}"
+    outside = [entry for entry in bound if not is_loopback(entry[1])]
+    assert outside == [], f"listening beyond loopback: {outside}"
+
+
+async def test_servers_spread_over_both_nodes_and_clients_reach_them_directly(
+    ray_cluster: RayCluster,
+) -> None:
+    ray_cluster.ensure_two_nodes()
+    mark = uuid.uuid4().hex
+    async with ray_provider(mark) as provider:
+        servers = await asyncio.gather(*(provider.start() for _ in range(4)))
+        nodes = Counter(provider.node_of(server) for server in servers)
+        assert sorted(nodes.values()) == [2, 2]
+        assert set(nodes) == set(ray_cluster.alive_node_ids())
+        assert all(server.id.startswith(provider.node_of(server)[:12]) for server in servers)
+        pids = marked_servers(mark)
+        assert len(pids) == 4
+        # The endpoint is the env server's own port on the node's address: no Ray in between.
+        ports = {
+            conn.laddr.port
+            for pid in pids
+            for conn in psutil.Process(pid).net_connections(kind="inet")
+            if conn.status == psutil.CONN_LISTEN
+        }
+        for server in servers:
+            assert server.endpoint.url.startswith("ws://127.0.0.1:")
+            assert server.endpoint.token
+            assert int(server.endpoint.url.rsplit(":", 1)[1].split("/")[0]) in ports
+            async with AsyncEchoEnv(server.endpoint) as env:
+                await env.reset()
+                result = await env.step(EchoAction(message=server.id))
+                assert result.observation.echoed_message == server.id
+            assert await provider.is_alive(server)
+        await provider.stop(servers[0])
+        assert not await provider.is_alive(servers[0])
+        assert len(provider.running()) == 3
+    assert await eventually(lambda: marked_servers(mark) == [], within=10)
+    assert await eventually(lambda: host_actors(provider.id) == [], within=10)
+
+
+async def test_a_pool_spans_both_nodes(ray_cluster: RayCluster) -> None:
+    ray_cluster.ensure_two_nodes()
+    mark = uuid.uuid4().hex
+    provider = ray_provider(mark)
+    async with EnvPool(AsyncEchoEnv, provider, 8) as pool:
+        assert Counter(provider.node_of(s) for s in provider.running()).most_common()[0][1] == 4
+        await pool.reset()
+        messages = [f"env-{i}" for i in range(8)]
+        results = await pool.step([EchoAction(message=m) for m in messages])
+        assert [r.observation.echoed_message for r in results] == messages
+    assert await eventually(lambda: marked_servers(mark) == [], within=10)
+
+
+async def test_placement_options(ray_cluster: RayCluster) -> None:
+    ray_cluster.ensure_two_nodes()
+    mark = uuid.uuid4().hex
+    async with ray_provider(mark, max_servers_per_node=1) as provider:
+        first, second = await asyncio.gather(provider.start(), provider.start())
+        assert provider.node_of(first) != provider.node_of(second)
+        with pytest.raises(ProviderError, match="fewer than 1 servers"):
+            await provider.start()
+    head = ray_cluster.cluster.head_node.node_id
+    async with ray_provider(mark, node_labels={"ray.io/node-id": head}) as provider:
+        servers = await asyncio.gather(*(provider.start() for _ in range(3)))
+        assert {provider.node_of(server) for server in servers} == {head}
+    async with ray_provider(mark, node_resource="gpu_sandbox") as provider:
+        with pytest.raises(ProviderError, match="resource 'gpu_sandbox'"):
+            await provider.start()
+    assert await eventually(lambda: marked_servers(mark) == [], within=10)
+
+
+async def test_a_dead_host_actor_is_tolerated_and_start_moves_on(ray_cluster: RayCluster) -> None:
+    import ray
+
+    ray_cluster.ensure_two_nodes()
+    mark = uuid.uuid4().hex
+    async with ray_provider(mark) as provider:
+        a, b = await asyncio.gather(provider.start(), provider.start())
+        doomed = provider._servers[a.id].host
+        ray.kill(doomed.actor, no_restart=True)  # behind the provider's back
+        # The dead host's server died with it (it watched its host's process).
+        assert await eventually(lambda: len(marked_servers(mark)) == 1, within=10)
+        assert not await provider.is_alive(a)
+        assert await provider.is_alive(b)
+        await provider.kill(a)  # nothing to kill: no error
+        await provider.stop(a)  # nor to stop
+        replacement = await provider.start()  # not on the dead host's node
+        assert provider.node_of(replacement) == provider.node_of(b)
+        async with AsyncEchoEnv(replacement.endpoint) as env:
+            await env.reset()
+        await provider.kill(replacement)
+        assert await eventually(lambda: len(marked_servers(mark)) == 1, within=10)
+        # A SIGKILLed process takes a moment to die: its cmdline empties before it is gone.
+        assert await eventually(lambda: provider.is_alive(replacement), within=10, want=False)
+    assert await eventually(lambda: marked_servers(mark) == [], within=10)
+
+
+async def test_a_server_that_cannot_start_is_tried_on_another_node(
+    ray_cluster: RayCluster,
+) -> None:
+    from openenv.providers.ray import RayProvider
+
+    ray_cluster.ensure_two_nodes()
+    async with RayProvider("no_such_module:app", startup_timeout=20) as provider:
+        with pytest.raises(ProviderError, match=r"on 2 node\(s\).*exited with code") as caught:
+            await provider.start()
+        assert "No module named 'no_such_module'" in str(caught.value)
+        assert provider.running() == []
+
+
+async def test_a_node_dies_mid_run_and_every_episode_completes(ray_cluster: RayCluster) -> None:
+    ray_cluster.ensure_two_nodes()
+    mark = uuid.uuid4().hex
+    provider = ray_provider(mark)
+    victim = ray_cluster.worker_nodes()[0]
+    done = 0
+    node_removed = asyncio.Event()
+
+    async def episode(env: AsyncEchoEnv) -> int:
+        nonlocal done
+        await env.reset()
+        wrong = 0
+        for step in range(10):
+            message = f"{id(env)}-{step}-{uuid.uuid4().hex[:6]}"
+            result = await env.step(EchoAction(message=message))
+            wrong += result.observation.echoed_message != message
+            await asyncio.sleep(0.002)  # long enough episodes to be caught mid-way
+        done += 1
+        if done == 20:
+            node_removed.set()
+        return wrong
+
+    async with EnvPool(AsyncEchoEnv, provider, 8) as pool:
+        assert {provider.node_of(s) for s in provider.running()} == {
+            ray_cluster.cluster.head_node.node_id,
+            victim.node_id,
+        }
+        run = asyncio.ensure_future(pool.run_episodes(episode, 120, retries=2))
+        await node_removed.wait()
+        ray_cluster.cluster.remove_node(victim, allow_graceful=False)
+        outcomes = await run
+        failed = [(o.index, repr(o.error)) for o in outcomes if not o.ok]
+        assert failed == [], f"episodes failed: {failed}"
+        assert sum(o.result or 0 for o in outcomes) == 0, "a wrong reply came back"
+        assert pool.stats.servers_replaced >= 1
+        survivors = {provider.node_of(s) for s in provider.running()}
+        assert survivors == {ray_cluster.cluster.head_node.node_id}
+    assert await eventually(lambda: marked_servers(mark) == [], within=15)
+    assert await eventually(lambda: host_actors(provider.id) == [], within=15)
+    ray_cluster.ensure_two_nodes()
+
+
+DRIVER = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import ray
+    from openenv.providers.ray import RayProvider
+
+    async def main():
+        ray.init(address=sys.argv[1], log_to_driver=False)
+        provider = RayProvider("envs.echo_env", env={"OPENENV_TEST_MARK": sys.argv[2]})
+        await asyncio.gather(*(provider.start() for _ in range(4)))
+        print(provider.id, flush=True)
+        await asyncio.sleep(3600)
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_a_driver_killed_by_sigkill_leaves_nothing_on_any_node(
+    ray_cluster: RayCluster,
+) -> None:
+    ray_cluster.ensure_two_nodes()
+    mark = uuid.uuid4().hex
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, ray_cluster.address, mark],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"},
+    )
+    try:
+        assert driver.stdout is not None
+        provider_id = (await asyncio.to_thread(driver.stdout.readline)).strip()
+        assert provider_id, "the driver did not start its servers"
+        assert len(marked_servers(mark)) == 4
+        assert len(host_actors(provider_id)) == 2
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(10)
+        assert await eventually(lambda: marked_servers(mark) == [], within=30)
+        assert await eventually(lambda: host_actors(provider_id) == [], within=30)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
