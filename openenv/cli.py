@@ -115,6 +115,8 @@ def _bench(args: argparse.Namespace) -> int:
         duration=args.duration,
         message_size=args.message_size,
         servers=args.servers,
+        backend=args.backend,
+        ray_address=args.ray_address,
         compare=args.compare,
         rounds=args.rounds,
         progress=sys.stderr.isatty(),
@@ -198,7 +200,19 @@ def _parser() -> argparse.ArgumentParser:
         default="echo",
         help="a registered env name (echo, coding) or an env package's module path (default: echo)",
     )
-    bench.add_argument("--provider", choices=["process", "docker"], default="process")
+    bench.add_argument("--provider", choices=["process", "docker", "ray"], default="process")
+    bench.add_argument(
+        "--backend",
+        choices=["process", "docker"],
+        default="process",
+        help="with --provider ray: run servers as processes or containers on each node",
+    )
+    bench.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="with --provider ray: the cluster to join (default: $RAY_ADDRESS, else the one "
+        "started on this machine)",
+    )
     bench.add_argument("--sessions", type=int, default=8)
     length = bench.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="steps per session")

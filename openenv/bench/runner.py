@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from openenv.bench.envs import EnvSpec, resolve_env
 from openenv.bench.references import (
@@ -50,6 +50,9 @@ class BenchOptions:
     duration: float = 5.0
     message_size: int = 100
     servers: int | None = None  # process provider: server processes (default: one per core)
+    transport: str = "unix"  # process provider: "unix" or "tcp" (ray servers are always tcp)
+    backend: str = "process"  # ray provider: what each node runs servers as
+    ray_address: str | None = None  # ray provider: the cluster (default: RAY_ADDRESS / "auto")
     compare: bool = False
     rounds: int = 5  # with compare: rounds of ours and the raw ceiling measured back to back
     progress: bool = True
@@ -242,18 +245,29 @@ async def _live_progress(
 
 def _provider(spec: EnvSpec, options: BenchOptions, servers: int) -> tuple[Provider, int]:
     """The provider and how many sessions share one server."""
+    env = {"OPENENV_MAX_SESSIONS": str(options.sessions)}
+    if options.provider == "ray":
+        from openenv.providers.ray import RayProvider
+
+        if options.backend == "docker":
+            return RayProvider(spec.image, backend="docker", address=options.ray_address), 1
+        cluster = RayProvider(spec.app, address=options.ray_address, env=env)
+        return cluster, -(-options.sessions // servers)
     if options.provider == "docker":
         from openenv.providers.docker import LocalDockerProvider
 
         return LocalDockerProvider(spec.image), 1
     from openenv.providers.process import LocalProcessProvider
 
-    env = {"OPENENV_MAX_SESSIONS": str(options.sessions)}
-    return LocalProcessProvider(spec.app, env=env), -(-options.sessions // servers)
+    transport: Literal["unix", "tcp"] = "tcp" if options.transport == "tcp" else "unix"
+    provider = LocalProcessProvider(spec.app, transport=transport, env=env)
+    return provider, -(-options.sessions // servers)
 
 
 def _server_count(options: BenchOptions) -> int:
-    if options.provider == "docker":
+    """Servers to start: one per session in containers, else ``--servers`` or one per core
+    (of this machine, also for a Ray cluster: pass ``--servers`` for a bigger one)."""
+    if options.provider == "docker" or (options.provider == "ray" and options.backend == "docker"):
         return options.sessions
     return options.servers or min(options.sessions, os.cpu_count() or 1)
 
@@ -307,7 +321,7 @@ async def run_bench(options: BenchOptions) -> BenchResult:
             figures, ratios = await _interleaved(measured, options)
         return BenchResult(
             env=options.env,
-            provider=options.provider,
+            provider=_provider_name(options),
             sessions=options.sessions,
             servers=server_count,
             message_size=options.message_size,
@@ -329,6 +343,10 @@ def _rss_bytes() -> int:
     except OSError:
         return 0
     return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _provider_name(options: BenchOptions) -> str:
+    return f"ray/{options.backend}" if options.provider == "ray" else options.provider
 
 
 async def _interleaved(

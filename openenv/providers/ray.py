@@ -89,6 +89,9 @@ class RayProvider(Provider):
         start_attempts: nodes ``start`` tries before it gives up.
         call_timeout: seconds an env-host may take to answer a call other than ``start``;
             one that does not answer is treated as dead.
+        server_niceness: niceness of process servers (default 0, as if started by hand; Ray
+            runs its workers at 15 and servers would inherit that; lowering it needs
+            CAP_SYS_NICE on the node, else they keep Ray's). None leaves Ray's.
         **local_options: keyword arguments of the local provider on each node (``env``,
             ``auth``, ``startup_timeout``; ``memory``, ``cpus``… for docker). Servers always
             use tcp on their node's address.
@@ -105,6 +108,7 @@ class RayProvider(Provider):
         max_servers_per_node: int | None = None,
         start_attempts: int = 3,
         call_timeout: float = 30.0,
+        server_niceness: int | None = 0,
         **local_options: Any,
     ) -> None:
         if backend not in ("process", "docker"):
@@ -124,8 +128,11 @@ class RayProvider(Provider):
         self.max_servers_per_node = max_servers_per_node
         self.start_attempts = start_attempts
         self.call_timeout = call_timeout
-        self.local_options = local_options
+        self.server_niceness = server_niceness
         self.id = uuid.uuid4().hex[:12]
+        if backend == "docker":
+            local_options.setdefault("pool", self.id)  # `openenv ps` shows whose they are
+        self.local_options = local_options
         self._start_timeout = float(local_options.get("startup_timeout", 30.0)) + _START_MARGIN_S
         self._hosts: dict[str, _Host] = {}
         self._servers: dict[str, _Placed] = {}
@@ -215,8 +222,14 @@ class RayProvider(Provider):
     # Placement.
 
     def _connect(self) -> None:
-        if not ray.is_initialized():
-            ray.init(address=self.address or "auto")
+        """Join the cluster unless this process has already (a trainer on Ray has)."""
+        if ray.is_initialized():
+            return
+        address = self.address or "auto"
+        try:
+            ray.init(address=address)
+        except ConnectionError as exc:
+            raise ProviderError(f"cannot join the Ray cluster at {address!r}: {exc}") from exc
 
     async def _pick_host(self, tried: set[str]) -> _Host | None:
         """The live eligible node with the fewest servers of ours, its actor made if need be."""
@@ -266,6 +279,7 @@ class RayProvider(Provider):
                 node["NodeManagerAddress"],
                 self.local_options,
                 node_id,
+                self.server_niceness,
             )
         )
         return _Host(node_id, actor)

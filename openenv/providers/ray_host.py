@@ -43,19 +43,29 @@ class EnvHost:
         host: the node's address; servers bind it.
         options: keyword arguments of the local provider.
         node_id: the Ray node this actor is pinned to (shown by ``openenv ps``).
+        niceness: the scheduling niceness process servers start with (None: Ray's worker
+            niceness, which they would otherwise inherit).
     """
 
     def __init__(
-        self, backend: str, target: str, host: str, options: dict[str, Any], node_id: str
+        self,
+        backend: str,
+        target: str,
+        host: str,
+        options: dict[str, Any],
+        node_id: str,
+        niceness: int | None = 0,
     ) -> None:
         self._provider = local_provider(backend, target, host, options)
         self._backend = backend
         self._target = target
         self._node_id = node_id
+        self._niceness = niceness
         self._servers: dict[str, ServerHandle] = {}
 
     async def start(self) -> ServerHandle:
         """Start one server on this node; its id is local to the node."""
+        _renice(self._niceness)
         server = await self._provider.start()
         self._servers[server.id] = server
         return server
@@ -95,5 +105,24 @@ class EnvHost:
             "pid": os.getpid(),
             "backend": self._backend,
             "target": self._target,
+            "niceness": os.getpriority(os.PRIO_PROCESS, 0),
             "servers": servers,
         }
+
+
+def _renice(niceness: int | None) -> None:
+    """Give the calling thread, and so the servers it forks, ``niceness``.
+
+    Ray runs its workers at niceness 15 (``RAY_worker_niceness``) and a server started here
+    would inherit it: on a busy node, the env servers would then lose the CPU to everything
+    else, the trainer included (measured: ~0.6-0.8x the steps/s of the same servers at 0).
+    Niceness is per thread on Linux, and servers are forked from the actor's event-loop
+    thread, so this runs there. Lowering it needs CAP_SYS_NICE; without it they keep Ray's.
+    """
+    if niceness is None or not hasattr(os, "setpriority"):
+        return
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) != niceness:
+            os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    except PermissionError:
+        pass
