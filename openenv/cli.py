@@ -71,6 +71,8 @@ def _build(args: argparse.Namespace) -> int:
 def _ps(args: argparse.Namespace) -> int:
     import asyncio
 
+    if args.ray:
+        return _ps_ray(args.ray_address)
     from openenv.providers.housekeeping import list_managed
 
     rows = asyncio.run(list_managed())
@@ -83,9 +85,34 @@ def _ps(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ps_ray(address: str | None) -> int:
+    from openenv.providers.ray_housekeeping import list_hosts
+
+    rows = list_hosts(address)
+    print(
+        f"{'NODE':<13} {'PROVIDER':<13} {'BACKEND':<8} {'HOST PID':<9} {'SERVER':<14} "
+        f"{'ALIVE':<6} ADDRESS"
+    )
+    for row in rows:
+        node = row.name.rsplit(":", 1)[1][:12]
+        if row.info is None:
+            print(f"{node:<13} {row.provider:<13} {'?':<8} {'?':<9} (env-host does not answer)")
+            continue
+        info = row.info
+        head = f"{node:<13} {row.provider:<13} {info['backend']:<8} {info['pid']:<9}"
+        if not info["servers"]:
+            print(f"{head} (no servers)")
+        for server in info["servers"]:
+            alive = "yes" if server["alive"] else "no"
+            print(f"{head} {server['id'][:12]:<14} {alive:<6} {server['address']}")
+    return 0
+
+
 def _prune(args: argparse.Namespace) -> int:
     import asyncio
 
+    if args.ray:
+        return _prune_ray(args.ray_address, args.all)
     from openenv.exceptions import ProviderError
     from openenv.providers.housekeeping import prune
     from openenv.providers.owners import prune_folders
@@ -99,6 +126,20 @@ def _prune(args: argparse.Namespace) -> int:
         return 1
     print(f"removed {len(removed)} container(s)" + "".join(f"\n  {c[:12]}" for c in removed))
     return 0
+
+
+def _prune_ray(address: str | None, everything: bool) -> int:
+    from openenv.providers.ray_housekeeping import prune_cluster
+
+    report = prune_cluster(address, everything=everything)
+    print(f"ended {len(report.hosts_killed)} env-host actor(s) (and their servers)")
+    removed = sum(len(ids) for ids in report.containers.values())
+    print(f"removed {removed} container(s) on {len(report.containers)} node(s)")
+    for node, ids in report.containers.items():
+        print("".join(f"\n  {node[:12]} {c[:12]}" for c in ids).lstrip("\n"))
+    for node in report.unreachable:
+        print(f"node {node[:12]} did not answer")
+    return 1 if report.unreachable else 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -232,22 +273,42 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     bench.set_defaults(handler=_bench)
 
-    ps = commands.add_parser("ps", help="list openenv-managed containers")
+    ps = commands.add_parser(
+        "ps",
+        help="list openenv-managed containers (--ray: env servers across a Ray cluster)",
+        description="List the managed containers on the local Docker daemon; with --ray, the "
+        "env-host actors of every RayProvider in a Ray cluster and their servers.",
+    )
+    _ray_options(ps)
     ps.set_defaults(handler=_ps)
 
     prune = commands.add_parser(
         "prune",
         help="remove managed containers and providers' temp folders whose owner process is gone",
+        description="Remove the managed containers and providers' temp folders whose owner "
+        "process is gone (--all: every one). With --ray, remove the containers env-hosts started "
+        "on every node of a Ray cluster; with --ray --all, first end every env-host actor of the "
+        "cluster, and their servers with them.",
     )
     prune.add_argument(
         "--all", action="store_true", help="remove every managed container and temp folder"
     )
+    _ray_options(prune)
     prune.set_defaults(handler=_prune)
 
     from openenv.cli_authoring import add_commands as add_authoring_commands
 
     add_authoring_commands(commands)
     return parser
+
+
+def _ray_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ray", action="store_true", help="across a Ray cluster")
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="with --ray: the cluster (default: $RAY_ADDRESS, else the one on this machine)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -55,9 +55,14 @@ async def list_managed() -> list[ManagedContainer]:
     return rows
 
 
-async def prune(everything: bool = False) -> list[str]:
-    """Remove the managed containers whose owner is gone (or all of them); returns their ids."""
-    doomed = [row.id for row in await list_managed() if everything or not row.owner_alive]
+async def prune(everything: bool = False, pool_prefix: str = "") -> list[str]:
+    """Remove the managed containers whose owner is gone (or all of them), of the pools whose
+    id starts with ``pool_prefix``; returns their ids."""
+    doomed = [
+        row.id
+        for row in await list_managed()
+        if row.pool.startswith(pool_prefix) and (everything or not row.owner_alive)
+    ]
     async with aiodocker.Docker() as docker:
         await asyncio.gather(
             *(docker.containers.container(i).delete(force=True) for i in doomed),

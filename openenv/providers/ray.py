@@ -36,10 +36,11 @@ from openenv.exceptions import ProviderError
 from openenv.providers.base import Provider, ServerHandle
 from openenv.providers.ray_host import EnvHost
 
-__all__ = ["HOST_NAME_PREFIX", "NAMESPACE", "RayProvider"]
+__all__ = ["HOST_NAME_PREFIX", "NAMESPACE", "POOL_PREFIX", "RayProvider"]
 
 NAMESPACE = "openenv"
 HOST_NAME_PREFIX = "openenv-host"
+POOL_PREFIX = "ray-"  # of the docker pool label of containers started by env-hosts
 _NODES_TTL_S = 0.5  # how long one ray.nodes() answer serves placement decisions
 _START_MARGIN_S = 30.0  # beyond the local start-up timeout, for placing the actor itself
 
@@ -130,8 +131,8 @@ class RayProvider(Provider):
         self.call_timeout = call_timeout
         self.server_niceness = server_niceness
         self.id = uuid.uuid4().hex[:12]
-        if backend == "docker":
-            local_options.setdefault("pool", self.id)  # `openenv ps` shows whose they are
+        if backend == "docker":  # `openenv ps` shows whose they are, `prune --ray` finds them
+            local_options.setdefault("pool", f"{POOL_PREFIX}{self.id}")
         self.local_options = local_options
         self._start_timeout = float(local_options.get("startup_timeout", 30.0)) + _START_MARGIN_S
         self._hosts: dict[str, _Host] = {}

@@ -271,3 +271,33 @@ async def test_a_driver_killed_by_sigkill_leaves_nothing_on_any_node(
         if driver.poll() is None:
             driver.kill()
             driver.wait()
+
+
+async def test_ps_and_prune_across_the_cluster(ray_cluster: RayCluster) -> None:
+    from openenv.providers.ray_housekeeping import list_hosts, prune_cluster
+
+    ray_cluster.ensure_two_nodes()
+    mark = uuid.uuid4().hex
+    async with ray_provider(mark) as provider:
+        servers = await asyncio.gather(provider.start(), provider.start())
+        rows = [row for row in await asyncio.to_thread(list_hosts) if row.provider == provider.id]
+        assert sorted(row.info["node_id"] for row in rows if row.info) == sorted(
+            provider.node_of(server) for server in servers
+        )
+        listed = {s["id"] for row in rows if row.info for s in row.info["servers"]}
+        assert listed == {server.id.split("/")[1] for server in servers}
+        shown = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "openenv", "ps", "--ray", "--ray-address", ray_cluster.address],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.count(provider.id) == 2
+        report = await asyncio.to_thread(prune_cluster, None, True)
+        assert len([name for name in report.hosts_killed if provider.id in name]) == 2
+        assert report.unreachable == []
+        assert await eventually(lambda: marked_servers(mark) == [], within=15)
+        assert not await provider.is_alive(servers[0])
+    assert host_actors(provider.id) == []
