@@ -94,7 +94,7 @@ def _ps_ray(address: str | None) -> int:
         f"{'ALIVE':<6} ADDRESS"
     )
     for row in rows:
-        node = row.name.rsplit(":", 1)[1][:12]
+        node = row.node_id[:12]
         if row.info is None:
             print(f"{node:<13} {row.provider:<13} {'?':<8} {'?':<9} (env-host does not answer)")
             continue

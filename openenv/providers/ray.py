@@ -43,6 +43,7 @@ HOST_NAME_PREFIX = "openenv-host"
 POOL_PREFIX = "ray-"  # of the docker pool label of containers started by env-hosts
 _NODES_TTL_S = 0.5  # how long one ray.nodes() answer serves placement decisions
 _START_MARGIN_S = 30.0  # beyond the local start-up timeout, for placing the actor itself
+_HOSTS_PER_NODE = 3  # env-hosts made for one node before it is given up on
 
 T = TypeVar("T")
 
@@ -53,6 +54,7 @@ class _Host:
 
     node_id: str
     actor: Any
+    generation: int
     servers: set[str] = field(default_factory=set)
     starting: int = 0
     gone: bool = False
@@ -135,7 +137,8 @@ class RayProvider(Provider):
             local_options.setdefault("pool", f"{POOL_PREFIX}{self.id}")
         self.local_options = local_options
         self._start_timeout = float(local_options.get("startup_timeout", 30.0)) + _START_MARGIN_S
-        self._hosts: dict[str, _Host] = {}
+        self._hosts: dict[str, _Host] = {}  # the current one of each node
+        self._every_host: list[_Host] = []  # for close: replaced ones may still run
         self._servers: dict[str, _Placed] = {}
         self._nodes: asyncio.Future[list[dict[str, Any]]] | None = None
         self._nodes_at = 0.0
@@ -238,8 +241,10 @@ class RayProvider(Provider):
         candidates = []
         for node_id, node in nodes.items():
             host = self._hosts.get(node_id)
-            if host is None:
-                host = self._hosts[node_id] = self._make_host(node)
+            if host is None or (host.gone and host.generation < _HOSTS_PER_NODE):
+                # A live node whose env-host died (killed, crashed) gets a new one, a few times.
+                host = self._hosts[node_id] = self._make_host(node, host)
+                self._every_host.append(host)
             if host.gone or node_id in tried:
                 continue
             if self.max_servers_per_node is not None and host.load >= self.max_servers_per_node:
@@ -263,14 +268,15 @@ class RayProvider(Provider):
         labels = node.get("Labels") or {}
         return all(labels.get(key) == value for key, value in self.node_labels.items())
 
-    def _make_host(self, node: Mapping[str, Any]) -> _Host:
+    def _make_host(self, node: Mapping[str, Any], previous: _Host | None) -> _Host:
         node_id = node["NodeID"]
+        generation = 1 if previous is None else previous.generation + 1
         actor = (
             ray.remote(EnvHost)
             .options(
                 num_cpus=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-                name=f"{HOST_NAME_PREFIX}:{self.id}:{node_id}",
+                name=f"{HOST_NAME_PREFIX}:{self.id}:{node_id}:{generation}",
                 namespace=NAMESPACE,
                 max_restarts=0,
             )
@@ -283,7 +289,7 @@ class RayProvider(Provider):
                 self.server_niceness,
             )
         )
-        return _Host(node_id, actor)
+        return _Host(node_id, actor, generation)
 
     def _why_no_node(self) -> str:
         wanted = []
@@ -320,8 +326,8 @@ class RayProvider(Provider):
             raise _HostGone(f"no answer within {within} s") from None
 
     async def _end_hosts(self) -> None:
-        hosts = list(self._hosts.values())
-        self._hosts.clear()
+        hosts = self._every_host
+        self._hosts, self._every_host = {}, []
         live = [host for host in hosts if not host.gone]
         # Docker containers do not watch their host: ask each host to stop what it runs.
         await asyncio.gather(

@@ -38,6 +38,7 @@ class HostRow:
 
     name: str
     provider: str
+    node_id: str
     info: dict[str, Any] | None
 
 
@@ -69,14 +70,14 @@ def list_hosts(address: str | None = None) -> list[HostRow]:
     connect(address)
     rows = []
     for name in _host_names():
-        provider = name.split(":")[1]
+        _, provider, node_id, _ = name.split(":")
         info: dict[str, Any] | None
         try:
             actor = ray.get_actor(name, namespace=NAMESPACE)
             info = cast("dict[str, Any]", ray.get(actor.info.remote(), timeout=_ANSWER_S))
         except (RayError, ValueError):
             info = None  # died meanwhile, or its node is gone
-        rows.append(HostRow(name, provider, info))
+        rows.append(HostRow(name, provider, node_id, info))
     return rows
 
 

@@ -151,24 +151,30 @@ async def test_a_dead_host_actor_is_tolerated_and_start_moves_on(ray_cluster: Ra
     ray_cluster.ensure_two_nodes()
     mark = uuid.uuid4().hex
     async with ray_provider(mark) as provider:
-        a, b = await asyncio.gather(provider.start(), provider.start())
-        doomed = provider._servers[a.id].host
-        ray.kill(doomed.actor, no_restart=True)  # behind the provider's back
-        # The dead host's server died with it (it watched its host's process).
-        assert await eventually(lambda: len(marked_servers(mark)) == 1, within=10)
-        assert not await provider.is_alive(a)
-        assert await provider.is_alive(b)
-        await provider.kill(a)  # nothing to kill: no error
-        await provider.stop(a)  # nor to stop
-        replacement = await provider.start()  # not on the dead host's node
-        assert provider.node_of(replacement) == provider.node_of(b)
-        async with AsyncEchoEnv(replacement.endpoint) as env:
+        servers = await asyncio.gather(*(provider.start() for _ in range(3)))
+        loads = Counter(provider.node_of(server) for server in servers)
+        quiet_node = min(loads, key=loads.__getitem__)  # 1 server there, 2 on the other
+        lonely = next(s for s in servers if provider.node_of(s) == quiet_node)
+        ray.kill(provider._servers[lonely.id].host.actor, no_restart=True)  # behind its back
+        # Its server died with it (it watched its host's process).
+        assert await eventually(lambda: len(marked_servers(mark)) == 2, within=10)
+        # The least-loaded node is tried first, its dead host fails, the other node takes it.
+        moved = await provider.start()
+        assert provider.node_of(moved) != quiet_node
+        assert not await provider.is_alive(lonely)
+        await provider.kill(lonely)  # nothing to kill: no error
+        await provider.stop(lonely)  # nor to stop
+        # The node itself lives: it gets a new env-host.
+        fresh = await provider.start()
+        assert provider.node_of(fresh) == quiet_node
+        assert any(name.endswith(f"{quiet_node}:2") for name in host_actors(provider.id))
+        async with AsyncEchoEnv(fresh.endpoint) as env:
             await env.reset()
-        await provider.kill(replacement)
-        assert await eventually(lambda: len(marked_servers(mark)) == 1, within=10)
+        await provider.kill(fresh)
         # A SIGKILLed process takes a moment to die: its cmdline empties before it is gone.
-        assert await eventually(lambda: provider.is_alive(replacement), within=10, want=False)
+        assert await eventually(lambda: provider.is_alive(fresh), within=10, want=False)
     assert await eventually(lambda: marked_servers(mark) == [], within=10)
+    assert await eventually(lambda: host_actors(provider.id) == [], within=10)
 
 
 async def test_a_server_that_cannot_start_is_tried_on_another_node(
@@ -206,7 +212,8 @@ async def test_a_node_dies_mid_run_and_every_episode_completes(ray_cluster: RayC
             node_removed.set()
         return wrong
 
-    async with EnvPool(AsyncEchoEnv, provider, 8) as pool:
+    # Two sessions per server: a dead server's sessions share one replacement.
+    async with EnvPool(AsyncEchoEnv, provider, 8, sessions_per_server=2) as pool:
         assert {provider.node_of(s) for s in provider.running()} == {
             ray_cluster.cluster.head_node.node_id,
             victim.node_id,
@@ -219,7 +226,7 @@ async def test_a_node_dies_mid_run_and_every_episode_completes(ray_cluster: RayC
         assert failed == [], f"episodes failed: {failed}"
         assert sum(o.result or 0 for o in outcomes) == 0, "a wrong reply came back"
         assert any(o.attempts > 1 for o in outcomes), "the node died before or after the run"
-        assert pool.stats.servers_replaced >= 1
+        assert 1 <= pool.stats.servers_replaced <= 2  # the dead node ran 2 of the 4 servers
         survivors = {provider.node_of(s) for s in provider.running()}
         assert survivors == {ray_cluster.cluster.head_node.node_id}
     assert await eventually(lambda: marked_servers(mark) == [], within=15)
@@ -301,3 +308,48 @@ async def test_ps_and_prune_across_the_cluster(ray_cluster: RayCluster) -> None:
         assert await eventually(lambda: marked_servers(mark) == [], within=15)
         assert not await provider.is_alive(servers[0])
     assert host_actors(provider.id) == []
+
+
+def containers_of(pool: str) -> list[str]:
+    done = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=openenv.pool={pool}"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    return done.stdout.split()
+
+
+async def test_the_docker_backend_and_prune_of_a_killed_hosts_containers(
+    ray_cluster: RayCluster, docker_images: None
+) -> None:
+    import ray
+
+    from openenv.providers.ray import POOL_PREFIX, RayProvider
+    from openenv.providers.ray_housekeeping import prune_cluster
+
+    ray_cluster.ensure_two_nodes()
+    async with RayProvider("echo-env:latest", backend="docker", memory="128m") as provider:
+        pool = f"{POOL_PREFIX}{provider.id}"
+        servers = await asyncio.gather(provider.start(), provider.start())
+        assert len({provider.node_of(server) for server in servers}) == 2
+        assert len(containers_of(pool)) == 2
+        for server in servers:
+            assert server.endpoint.url.startswith("ws://127.0.0.1:")
+            async with AsyncEchoEnv(server.endpoint) as env:
+                await env.reset()
+                result = await env.step(EchoAction(message="in a container"))
+                assert result.observation.echoed_message == "in a container"
+        # A host killed outright cannot remove its container: prune --ray does.
+        host = provider._servers[servers[0].id].host
+        ray.kill(host.actor, no_restart=True)
+        assert await eventually(lambda: provider.is_alive(servers[0]), within=10, want=False)
+        before = set(containers_of(pool))
+        assert len(before) == 2
+        report = await asyncio.to_thread(prune_cluster)
+        # Every node shares this machine's daemon, so more than one node may report it.
+        removed = {c[:12] for ids in report.containers.values() for c in ids}
+        assert len(removed) == 1 and removed < before
+        assert len(containers_of(pool)) == 1
+        assert await provider.is_alive(servers[1])
+    assert containers_of(pool) == []
