@@ -353,3 +353,20 @@ async def test_the_docker_backend_and_prune_of_a_killed_hosts_containers(
         assert len(containers_of(pool)) == 1
         assert await provider.is_alive(servers[1])
     assert containers_of(pool) == []
+
+
+async def test_openenv_bench_on_the_cluster(ray_cluster: RayCluster) -> None:
+    ray_cluster.ensure_two_nodes()
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [
+            *(sys.executable, "-m", "openenv", "bench", "--provider", "ray"),
+            *("--ray-address", ray_cluster.address, "--sessions", "4", "--steps", "20"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "provider=ray/process sessions=4 servers=2" in done.stdout
+    assert "failed calls" not in done.stdout
