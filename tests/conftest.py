@@ -122,17 +122,22 @@ def docker_problem() -> str | None:
     return None if done.returncode == 0 else "no Docker daemon answers"
 
 
-def our_containers() -> list[str]:
-    """Managed containers owned by this test process."""
-    if docker_problem() is not None:
-        return []
+def containers_labelled(label: str) -> list[str]:
+    """Ids of the containers, running or not, carrying ``label`` (``key=value``)."""
     done = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=openenv.owner_pid={os.getpid()}"],
+        ["docker", "ps", "-aq", "--filter", f"label={label}"],
         capture_output=True,
         text=True,
         timeout=20,
     )
     return done.stdout.split()
+
+
+def our_containers() -> list[str]:
+    """Managed containers owned by this test process."""
+    if docker_problem() is not None:
+        return []
+    return containers_labelled(f"openenv.owner_pid={os.getpid()}")
 
 
 #: The env images Docker tests run; a branch that changes an image's content builds its own tag

@@ -21,6 +21,7 @@ import pytest
 
 from envs.echo_env import AsyncEchoEnv, EchoAction
 from openenv import EnvPool, ProviderError
+from tests.conftest import containers_labelled
 from tests.providers.ray_cluster import (
     RayCluster,
     cluster_processes,
@@ -311,13 +312,7 @@ async def test_ps_and_prune_across_the_cluster(ray_cluster: RayCluster) -> None:
 
 
 def containers_of(pool: str) -> list[str]:
-    done = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=openenv.pool={pool}"],
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
-    return done.stdout.split()
+    return containers_labelled(f"openenv.pool={pool}")
 
 
 async def test_the_docker_backend_and_prune_of_a_killed_hosts_containers(
