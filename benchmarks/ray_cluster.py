@@ -60,15 +60,17 @@ from openenv.providers.ray import RayProvider
 NODE = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
 
 
-def cluster_pss_mib() -> float:
-    """PSS of every process this script started (the cluster), this script excluded."""
-    total = 0
+def cluster_memory_mib() -> dict[str, int]:
+    """PSS (shared pages split among their users) and RSS summed over every process this
+    script started (the cluster's), this script excluded."""
+    pss = rss = 0
     for process in psutil.Process().children(recursive=True):
         try:
-            total += process.memory_full_info().pss
+            info = process.memory_full_info()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-    return total / 2**20
+        pss, rss = pss + info.pss, rss + info.rss
+    return {"pss_mib": round(pss / 2**20), "rss_mib": round(rss / 2**20)}
 
 
 def seen_dead(node_id: str) -> float:
@@ -238,7 +240,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         startup = time.perf_counter() - began
         ray.init(address=cluster.address, log_to_driver=False)
         await asyncio.sleep(2)  # let the workers Ray prestarts settle before weighing them
-        cost = {"nodes": 2, "startup_s": round(startup, 2), "pss_mib": round(cluster_pss_mib())}
+        cost = {"nodes": 2, "startup_s": round(startup, 2), **cluster_memory_mib()}
         print(f"cluster: {cost}", flush=True)
         bench = await bench_rounds(args, cluster.address) if args.rounds else None
         death = await node_death(args, cluster) if args.episodes else None
