@@ -238,19 +238,31 @@ class RayProvider(Provider):
     async def _pick_host(self, tried: set[str]) -> _Host | None:
         """The live eligible node with the fewest servers of ours, its actor made if need be."""
         nodes = {node["NodeID"]: node for node in await self._eligible_nodes()}
-        candidates = []
+        candidates, revivable = [], []
         for node_id, node in nodes.items():
             host = self._hosts.get(node_id)
-            if host is None or (host.gone and host.generation < _HOSTS_PER_NODE):
-                # A live node whose env-host died (killed, crashed) gets a new one, a few times.
-                host = self._hosts[node_id] = self._make_host(node, host)
-                self._every_host.append(host)
-            if host.gone or node_id in tried:
+            if host is None:
+                host = self._new_host(node, None)
+            if node_id in tried:
+                continue
+            if host.gone:
+                if host.generation < _HOSTS_PER_NODE:
+                    revivable.append((node, host))
                 continue
             if self.max_servers_per_node is not None and host.load >= self.max_servers_per_node:
                 continue
             candidates.append(host)
+        if not candidates and revivable:
+            # A node whose env-host died may itself be dead without Ray knowing yet (it takes
+            # the health check's time): a new env-host there would wait that long to fail. So
+            # only when no other node can take the server, and a few times per node.
+            candidates.append(self._new_host(*revivable[0]))
         return min(candidates, key=lambda host: host.load, default=None)
+
+    def _new_host(self, node: Mapping[str, Any], previous: _Host | None) -> _Host:
+        host = self._hosts[node["NodeID"]] = self._make_host(node, previous)
+        self._every_host.append(host)
+        return host
 
     async def _eligible_nodes(self) -> list[dict[str, Any]]:
         """Alive nodes with the resource and labels asked for (ray.nodes(), cached briefly)."""

@@ -151,7 +151,7 @@ async def test_a_dead_host_actor_is_tolerated_and_start_moves_on(ray_cluster: Ra
 
     ray_cluster.ensure_two_nodes()
     mark = uuid.uuid4().hex
-    async with ray_provider(mark) as provider:
+    async with ray_provider(mark, max_servers_per_node=3) as provider:
         servers = await asyncio.gather(*(provider.start() for _ in range(3)))
         loads = Counter(provider.node_of(server) for server in servers)
         quiet_node = min(loads, key=loads.__getitem__)  # 1 server there, 2 on the other
@@ -165,7 +165,7 @@ async def test_a_dead_host_actor_is_tolerated_and_start_moves_on(ray_cluster: Ra
         assert not await provider.is_alive(lonely)
         await provider.kill(lonely)  # nothing to kill: no error
         await provider.stop(lonely)  # nor to stop
-        # The node itself lives: it gets a new env-host.
+        # The other node is full (3): the dead host's node, alive, gets a new env-host.
         fresh = await provider.start()
         assert provider.node_of(fresh) == quiet_node
         assert any(name.endswith(f"{quiet_node}:2") for name in host_actors(provider.id))
