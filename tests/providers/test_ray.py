@@ -52,6 +52,15 @@ def host_actors(provider_id: str) -> list[str]:
     ]
 
 
+def host_actor(provider: Any, node_id: str) -> Any:
+    """The (first) env-host actor of ``provider`` on ``node_id``, found by its name."""
+    import ray
+
+    from openenv.providers.ray import HOST_NAME_PREFIX, NAMESPACE
+
+    return ray.get_actor(f"{HOST_NAME_PREFIX}:{provider.id}:{node_id}:1", namespace=NAMESPACE)
+
+
 def is_loopback(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%")[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
@@ -156,7 +165,7 @@ async def test_a_dead_host_actor_is_tolerated_and_start_moves_on(ray_cluster: Ra
         loads = Counter(provider.node_of(server) for server in servers)
         quiet_node = min(loads, key=loads.__getitem__)  # 1 server there, 2 on the other
         lonely = next(s for s in servers if provider.node_of(s) == quiet_node)
-        ray.kill(provider._servers[lonely.id].host.actor, no_restart=True)  # behind its back
+        ray.kill(host_actor(provider, quiet_node), no_restart=True)  # behind its back
         # Its server died with it (it watched its host's process).
         assert await eventually(lambda: len(marked_servers(mark)) == 2, within=10)
         # The least-loaded node is tried first, its dead host fails, the other node takes it.
@@ -336,8 +345,7 @@ async def test_the_docker_backend_and_prune_of_a_killed_hosts_containers(
                 result = await env.step(EchoAction(message="in a container"))
                 assert result.observation.echoed_message == "in a container"
         # A host killed outright cannot remove its container: prune --ray does.
-        host = provider._servers[servers[0].id].host
-        ray.kill(host.actor, no_restart=True)
+        ray.kill(host_actor(provider, provider.node_of(servers[0])), no_restart=True)
         assert await eventually(lambda: provider.is_alive(servers[0]), within=10, want=False)
         before = set(containers_of(pool))
         assert len(before) == 2
