@@ -4,8 +4,11 @@ One env-host per node and provider wraps a local provider (processes or containe
 it starts, watches and stops env servers there and hands back their endpoints; it never carries
 a session's traffic. Its servers die with it: a process server watches its stdin, a pipe from
 this actor's process, and exits when the actor's process is gone, whatever killed it (``ray.kill``,
-its owner's death, its node's death). Docker containers do not watch anyone; ``close`` removes
-them, and a SIGKILLed host leaves them to ``openenv prune`` on that node.
+its owner's death, its node's death; Ray also kills a worker's children when the worker exits).
+Containers watch no one: ``close`` removes them, so does the Docker provider's exit hook when
+the actor's process exits (seen after ``ray.kill``, within ~5 s); a host SIGKILLed (the OOM
+killer) leaves them to ``openenv prune --ray``. A watcher process would not help: Ray kills a
+worker's child processes with it.
 
 This module does not import Ray: the provider wraps the class with ``ray.remote``.
 """

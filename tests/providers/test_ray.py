@@ -327,8 +327,6 @@ def containers_of(pool: str) -> list[str]:
 async def test_the_docker_backend_and_prune_of_a_killed_hosts_containers(
     ray_cluster: RayCluster, docker_images: None
 ) -> None:
-    import ray
-
     from openenv.providers.ray import POOL_PREFIX, RayProvider
     from openenv.providers.ray_housekeeping import prune_cluster
 
@@ -344,8 +342,9 @@ async def test_the_docker_backend_and_prune_of_a_killed_hosts_containers(
                 await env.reset()
                 result = await env.step(EchoAction(message="in a container"))
                 assert result.observation.echoed_message == "in a container"
-        # A host killed outright cannot remove its container: prune --ray does.
-        ray.kill(host_actor(provider, provider.node_of(servers[0])), no_restart=True)
+        # A host SIGKILLed (no exit hook runs) cannot remove its container: prune --ray does.
+        host = host_actor(provider, provider.node_of(servers[0]))
+        os.kill((await host.info.remote())["pid"], signal.SIGKILL)
         assert await eventually(lambda: provider.is_alive(servers[0]), within=10, want=False)
         before = set(containers_of(pool))
         assert len(before) == 2
