@@ -27,9 +27,12 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-import ray
-from ray.exceptions import RayError, RayTaskError
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+try:
+    import ray
+    from ray.exceptions import RayError, RayTaskError
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError(f"RayProvider needs Ray: pip install 'openenv[ray]' ({exc})") from exc
 
 from openenv.cleanup import run_to_completion
 from openenv.exceptions import ProviderError
