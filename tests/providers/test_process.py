@@ -150,3 +150,13 @@ async def test_tokens_stay_out_of_reprs_errors_logs_and_the_process_table() -> N
         assert token not in cmdline  # it travels in the environment, not argv
         for log in Path(tempfile.gettempdir()).glob("openenv-*/server.log"):
             assert token not in log.read_text(errors="replace")
+
+
+async def test_tcp_servers_bind_the_host_asked_for_and_need_a_token_beyond_loopback() -> None:
+    with pytest.raises(ValueError, match="without a token"):
+        LocalProcessProvider("envs.echo_env", transport="tcp", host="0.0.0.0", auth=False)
+    async with LocalProcessProvider("envs.echo_env", transport="tcp", host="127.0.0.2") as provider:
+        server = await provider.start()
+        assert server.endpoint.url.startswith("ws://127.0.0.2:")
+        async with AsyncEchoEnv(server.endpoint) as env:
+            await env.reset()
