@@ -108,6 +108,14 @@ def cluster_processes() -> list[psutil.Process]:
     return [me, *me.children(recursive=True)]
 
 
+def pid_running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def marked_servers(mark: str) -> list[int]:
     """Pids of live env servers started with ``OPENENV_TEST_MARK=mark`` in their environment,
     wherever they run (a removed node's orphans are no longer our descendants)."""
