@@ -12,7 +12,7 @@
     .venv/bin/python benchmarks/ray_cluster.py --health-check default --rounds 0 \
         --episodes 200 --out benchmarks/results/ray-default-health-check.json
 
-Needs the ray extra (``pip install 'openenv[ray]'``) and psutil.
+Needs the ray extra (``pip install 'openenv-rl[ray]'``) and psutil.
 """
 
 # ruff: noqa: E402 - ray may only be imported once its environment is set

@@ -15,7 +15,7 @@ Nothing is left behind: servers die with their actor (they watch its process), a
 killed by ``close`` and, being owned by the process that made them, by Ray when that process
 dies, even by SIGKILL.
 
-Needs the ``ray`` extra: ``pip install 'openenv[ray]'``.
+Needs the ``ray`` extra: ``pip install 'openenv-rl[ray]'``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ try:
     from ray.exceptions import RayError, RayTaskError
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 except ImportError as exc:  # pragma: no cover - depends on the install
-    raise ImportError(f"RayProvider needs Ray: pip install 'openenv[ray]' ({exc})") from exc
+    raise ImportError(f"RayProvider needs Ray: pip install 'openenv-rl[ray]' ({exc})") from exc
 
 from openenv.cleanup import run_to_completion
 from openenv.exceptions import ProviderError

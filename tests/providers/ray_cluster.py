@@ -60,7 +60,7 @@ def ray_problem() -> str | None:
         import ray  # noqa: F401
         from ray.cluster_utils import Cluster  # noqa: F401
     except ImportError as exc:
-        return f"ray is not installed ({exc}); pip install 'openenv[ray]'"
+        return f"ray is not installed ({exc}); pip install 'openenv-rl[ray]'"
     if os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") != "0":
         return "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 must be set before ray is imported"
     return None

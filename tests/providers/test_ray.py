@@ -21,7 +21,7 @@ import pytest
 
 from envs.echo_env import AsyncEchoEnv, EchoAction
 from openenv import EnvPool, ProviderError
-from tests.conftest import containers_labelled
+from tests.conftest import ECHO_IMAGE, containers_labelled
 from tests.providers.ray_cluster import (
     RayCluster,
     cluster_processes,
@@ -344,7 +344,7 @@ async def test_the_docker_backend_and_prune_of_a_killed_hosts_containers(
     from openenv.providers.ray_housekeeping import prune_cluster
 
     ray_cluster.ensure_two_nodes()
-    async with RayProvider("echo-env:latest", backend="docker", memory="128m") as provider:
+    async with RayProvider(ECHO_IMAGE, backend="docker", memory="128m") as provider:
         pool = f"{POOL_PREFIX}{provider.id}"
         servers = await asyncio.gather(provider.start(), provider.start())
         assert len({provider.node_of(server) for server in servers}) == 2
