@@ -62,6 +62,7 @@ class DockerOptions(TypedDict, total=False):
     **options)`` (each is documented there)."""
 
     transport: Literal["unix", "tcp"] | None
+    host: str
     network: bool | None
     env: Mapping[str, str] | None
     memory: str | int
