@@ -133,6 +133,8 @@ def _prune_ray(address: str | None, everything: bool) -> int:
 
     report = prune_cluster(address, everything=everything)
     print(f"ended {len(report.hosts_killed)} env-host actor(s) (and their servers)")
+    folders = sum(len(paths) for paths in report.folders.values())
+    print(f"removed {folders} temp folder(s) on {len(report.folders)} node(s)")
     removed = sum(len(ids) for ids in report.containers.values())
     print(f"removed {removed} container(s) on {len(report.containers)} node(s)")
     for node, ids in report.containers.items():

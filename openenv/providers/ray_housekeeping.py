@@ -5,10 +5,11 @@ What they cover, and what not:
 - ``ps`` lists every live env-host actor of any RayProvider in the cluster (they are named
   actors in the ``openenv`` namespace) and asks each for its servers: node, provider, backend,
   each server's id, address and liveness. A host that does not answer is listed as such.
-- ``prune`` runs, on every live node, the local clean-up of ``openenv prune`` limited to the
-  containers env-hosts started (pool ``ray-…``): those whose owner process is gone (an
-  env-host killed by SIGKILL cannot remove its containers; process servers need no pruning,
-  they exit with their host). With ``everything``, it first ends every env-host actor of the
+- ``prune`` runs, on every live node, the local clean-up of ``openenv prune``: the providers'
+  temp folders whose owner process is gone (process servers that died with their env-host
+  leave theirs), and the containers env-hosts started (pool ``ray-…``) whose owner is gone (an
+  env-host killed by SIGKILL cannot remove its containers; process servers exit with their
+  host). With ``everything``, it first ends every env-host actor of the
   cluster, and their servers with them, whoever owns them, then removes all such containers.
 - Env servers started outside Ray (``LocalProcessProvider`` on some node) are not seen.
 """
@@ -48,6 +49,7 @@ class PruneReport:
 
     hosts_killed: list[str] = field(default_factory=list)
     containers: dict[str, list[str]] = field(default_factory=dict)
+    folders: dict[str, list[str]] = field(default_factory=dict)
     unreachable: list[str] = field(default_factory=list)
 
 
@@ -81,18 +83,22 @@ def list_hosts(address: str | None = None) -> list[HostRow]:
     return rows
 
 
-def _prune_node(everything: bool) -> list[str]:
-    """Runs on one node: the local prune of env-hosts' containers, where Docker answers."""
+def _prune_node(everything: bool) -> tuple[list[str], list[str]]:
+    """Runs on one node: the temp folders whose owner is gone (servers that died with their
+    env-host leave theirs), and env-hosts' containers where Docker answers."""
     import asyncio
 
+    from openenv.providers.owners import prune_folders
+
+    folders = [str(folder) for folder in prune_folders()]
     try:
         from openenv.providers.housekeeping import prune
     except ImportError:  # no aiodocker on this node: no containers of ours either
-        return []
+        return [], folders
     try:
-        return asyncio.run(prune(everything=everything, pool_prefix=POOL_PREFIX))
+        return asyncio.run(prune(everything=everything, pool_prefix=POOL_PREFIX)), folders
     except Exception:  # no daemon on this node is no error for a cluster sweep
-        return []
+        return [], folders
 
 
 def prune_cluster(address: str | None = None, everything: bool = False) -> PruneReport:
@@ -122,10 +128,13 @@ def prune_cluster(address: str | None = None, everything: bool = False) -> Prune
             )
     for node_id, ref in pending.items():
         try:
-            removed: list[str] = ray.get(ref, timeout=_ANSWER_S * 4)
+            answer = ray.get(ref, timeout=_ANSWER_S * 4)
         except RayError:
             report.unreachable.append(node_id)
             continue
+        removed, folders = answer
         if removed:
             report.containers[node_id] = removed
+        if folders:
+            report.folders[node_id] = folders
     return report

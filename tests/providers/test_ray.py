@@ -21,7 +21,7 @@ import pytest
 
 from envs.echo_env import AsyncEchoEnv, EchoAction
 from openenv import EnvPool, ProviderError
-from tests.conftest import ECHO_IMAGE, containers_labelled
+from tests.conftest import ECHO_IMAGE, containers_labelled, our_folders
 from tests.providers.ray_cluster import (
     RayCluster,
     cluster_processes,
@@ -60,6 +60,18 @@ def host_actor(provider: Any, node_id: str) -> Any:
     from openenv.providers.ray import HOST_NAME_PREFIX, NAMESPACE
 
     return ray.get_actor(f"{HOST_NAME_PREFIX}:{provider.id}:{node_id}:1", namespace=NAMESPACE)
+
+
+async def prune_what_dead_hosts_left() -> None:
+    """Servers that died with their env-host (killed, its node or its owner dead) could not
+    remove their temp folders: `openenv prune --ray` does, once Ray has ended the hosts."""
+    from openenv.providers.ray_housekeeping import prune_cluster
+
+    async def pruned() -> bool:
+        await asyncio.to_thread(prune_cluster)
+        return our_folders() == []
+
+    assert await eventually(pruned, within=30, every=0.5), f"left over: {our_folders()}"
 
 
 def is_loopback(address: str) -> bool:
@@ -186,6 +198,7 @@ async def test_a_dead_host_actor_is_tolerated_and_start_moves_on(ray_cluster: Ra
         assert await eventually(lambda: provider.is_alive(fresh), within=10, want=False)
     assert await eventually(lambda: marked_servers(mark) == [], within=10)
     assert await eventually(lambda: host_actors(provider.id) == [], within=10)
+    await prune_what_dead_hosts_left()
 
 
 async def test_a_server_that_cannot_start_is_tried_on_another_node(
@@ -255,6 +268,7 @@ async def test_a_node_dies_mid_run_and_every_episode_completes(ray_cluster: RayC
     assert await eventually(lambda: marked_servers(mark) == [], within=15)
     assert await eventually(lambda: host_actors(provider.id) == [], within=15)
     ray_cluster.ensure_two_nodes()
+    await prune_what_dead_hosts_left()
 
 
 DRIVER = textwrap.dedent(
@@ -301,6 +315,7 @@ async def test_a_driver_killed_by_sigkill_leaves_nothing_on_any_node(
         if driver.poll() is None:
             driver.kill()
             driver.wait()
+    await prune_what_dead_hosts_left()
 
 
 async def test_ps_and_prune_across_the_cluster(ray_cluster: RayCluster) -> None:
@@ -331,6 +346,7 @@ async def test_ps_and_prune_across_the_cluster(ray_cluster: RayCluster) -> None:
         assert await eventually(lambda: marked_servers(mark) == [], within=15)
         assert not await provider.is_alive(servers[0])
     assert host_actors(provider.id) == []
+    await prune_what_dead_hosts_left()
 
 
 def containers_of(pool: str) -> list[str]:
@@ -368,6 +384,7 @@ async def test_the_docker_backend_and_prune_of_a_killed_hosts_containers(
         assert len(containers_of(pool)) == 1
         assert await provider.is_alive(servers[1])
     assert containers_of(pool) == []
+    await prune_what_dead_hosts_left()
 
 
 async def test_openenv_bench_on_the_cluster(ray_cluster: RayCluster) -> None:
