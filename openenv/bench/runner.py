@@ -171,7 +171,7 @@ async def _closed_loops(
 ) -> LoopFigures:
     """Run every call in its own loop until ``options.steps`` each or ``options.duration``."""
     latencies: list[list[float]] = [[] for _ in calls]
-    deadline = time.perf_counter() + options.duration if options.steps is None else float("inf")
+    deadline = float("inf")  # set when the clock starts, below
     limit = options.steps if options.steps is not None else sys.maxsize
 
     async def loop(call: Callable[[], Awaitable[object]], record: list[float]) -> None:
@@ -187,6 +187,8 @@ async def _closed_loops(
     pids = server_pids or []
     server_began = cpu_seconds(pids) if pids else None
     cpu_began, began = time.process_time(), time.perf_counter()
+    if options.steps is None:  # the measured time then covers the whole duration
+        deadline = began + options.duration
     async with _live_progress(options, label, latencies, began):
         await asyncio.gather(
             *(loop(call, record) for call, record in zip(calls, latencies, strict=True))
