@@ -9,15 +9,24 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
+
+import msgspec
 
 from openenv.server.environment import Environment
 
-__all__ = ["EnvCallError", "EnvCaller", "accepted_kwargs"]
+__all__ = [
+    "MAX_ERROR_CHARS",
+    "EnvCallError",
+    "EnvCaller",
+    "StepTimeout",
+    "accepted_kwargs",
+    "finished",
+]
 
 log = logging.getLogger("openenv.server")
 
-_MAX_ERROR_CHARS = 2000
+MAX_ERROR_CHARS = 2000  # of an env exception's text in an error reply
 
 
 class EnvCallError(Exception):
@@ -30,11 +39,17 @@ class EnvCallError(Exception):
         self.timed_out = timed_out
 
 
+class StepTimeout(Exception):
+    """An env call exceeded the server's step time limit."""
+
+
 class EnvCaller:
-    """Runs one env instance's methods the cheapest safe way.
+    """Runs one env instance's methods the cheapest safe way, for every way of serving it (our
+    sessions, upstream's dialect, the HTTP routes).
 
     A blocking env (``blocking = True``) gets one thread of its own, so its calls always run on
-    the same thread and never stall other sessions; other sync methods run on the loop.
+    the same thread and never stall other sessions; other sync methods run on the loop, with no
+    thread hop and, through :meth:`begin`, no coroutine either.
 
     Args:
         env: the environment instance.
@@ -43,8 +58,46 @@ class EnvCaller:
 
     def __init__(self, env: Environment[Any, Any, Any], step_timeout: float | None) -> None:
         self.env = env
-        self._limit = step_timeout
-        self._thread = ThreadPoolExecutor(1, "openenv-env") if type(env).blocking else None
+        self.step_timeout = step_timeout
+        self.thread = ThreadPoolExecutor(1, "openenv-env") if type(env).blocking else None
+
+    def begin(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Start ``method(*args, **kwargs)``: its result when it ran to the end on the loop (a
+        sync env's call), else an awaitable of it (see :func:`finished`).
+
+        Raises:
+            Exception: whatever a sync method raised.
+        """
+        if self.thread is not None and not inspect.iscoroutinefunction(method):
+            call = functools.partial(method, *args, **kwargs)
+            return asyncio.get_running_loop().run_in_executor(self.thread, call)
+        return method(*args, **kwargs)
+
+    def begin_later(self, method: Callable[[], Any]) -> Awaitable[Any]:
+        """``method()`` as an awaitable, whatever kind of method it is."""
+        started = self.begin(method)
+        if finished(started):
+
+            async def done() -> Any:
+                return started
+
+            return done()
+        return cast(Awaitable[Any], started)
+
+    async def within_limit(self, pending: Awaitable[Any]) -> Any:
+        """``await pending``, or :class:`StepTimeout` past the step time limit (an env's own
+        ``TimeoutError`` passes through as what it is)."""
+        limit = self.step_timeout
+        if limit is None:
+            return await pending
+        deadline = None
+        try:
+            async with asyncio.timeout(limit) as deadline:
+                return await pending
+        except TimeoutError:
+            if deadline is not None and deadline.expired():
+                raise StepTimeout from None
+            raise
 
     async def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``method(*args, **kwargs)``, awaited if it returns an awaitable.
@@ -52,44 +105,40 @@ class EnvCaller:
         Raises:
             EnvCallError: the env raised, or exceeded the time limit.
         """
-        limit = self._limit
-        deadline = None
         try:
-            if self._thread is not None and not inspect.iscoroutinefunction(method):
-                call = functools.partial(method, *args, **kwargs)
-                loop = asyncio.get_running_loop()
-                pending: Awaitable[Any] = loop.run_in_executor(self._thread, call)
-            else:
-                result = method(*args, **kwargs)
-                if not inspect.isawaitable(result):
-                    return result
-                pending = result
-            if limit is None:
-                return await pending
-            async with asyncio.timeout(limit) as deadline:
-                return await pending
+            started = self.begin(method, *args, **kwargs)
+            if finished(started):
+                return started
+            return await self.within_limit(started)
+        except StepTimeout:
+            raise EnvCallError(
+                f"the environment exceeded the server's {self.step_timeout} s step limit",
+                timed_out=True,
+            ) from None
         except Exception as exc:
-            if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
-                raise EnvCallError(
-                    f"the environment exceeded the server's {limit} s step limit", timed_out=True
-                ) from None
             log.debug("env raised", exc_info=True)
-            raise EnvCallError(f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]) from exc
+            raise EnvCallError(f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]) from exc
 
     async def state(self) -> Any:
         """The env's ``state`` property (read on the env's thread when it has one)."""
         return await self.call(lambda: self.env.state)
 
-    async def release(self) -> None:
+    async def release(self, session: str = "") -> None:
         """Close the env (errors are logged, not raised) and its thread."""
         try:
             closing = self.env.close()
             if inspect.isawaitable(closing):
                 await closing
         except Exception:
-            log.warning("env close failed", exc_info=True)
-        if self._thread is not None:
-            self._thread.shutdown(wait=False, cancel_futures=True)
+            log.warning("env close failed in session %s", session or "?", exc_info=True)
+        if self.thread is not None:
+            self.thread.shutdown(wait=False, cancel_futures=True)
+
+
+def finished(started: Any) -> bool:
+    """Whether what :meth:`EnvCaller.begin` returned is the result itself. A sync env returns
+    its Struct directly: recognised without the awaitable check."""
+    return isinstance(started, msgspec.Struct) or not inspect.isawaitable(started)
 
 
 _SIGNATURES: dict[Callable[..., Any], tuple[frozenset[str], bool]] = {}

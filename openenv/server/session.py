@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-import msgspec
 
 from openenv.protocol import (
     Close,
@@ -31,14 +26,13 @@ from openenv.protocol import (
 )
 from openenv.server.config import ServerConfig
 from openenv.server.dialect import Closing, Outgoing, Reply
+from openenv.server.env_call import MAX_ERROR_CHARS, EnvCaller, StepTimeout, finished
 from openenv.server.environment import Environment
 from openenv.server.forking import ParkedFork, TicketBook
 
 __all__ = ["Session"]
 
 log = logging.getLogger("openenv.server")
-
-_MAX_ERROR_CHARS = 2000
 
 _Message = Result[Any] | StateReply[Any] | ForkTickets | Goodbye | Error
 _MakeReply = Callable[[int, Any], _Message]
@@ -71,9 +65,8 @@ class Session:
         self._max_frame_bytes = config.max_frame_bytes
         self._forks = forks
         self._was_reset = False
-        # A blocking env gets one thread of its own: its calls never queue behind other
-        # sessions' and always run on the same thread, as single-threaded libraries expect.
-        self._thread = ThreadPoolExecutor(1, "openenv-env") if type(env).blocking else None
+        # Runs the env's methods: a blocking env on a thread of its own, under the time limit.
+        self._caller = EnvCaller(env, config.step_timeout)
         # The hot path, a sync env's step once reset, is inlined in ``handle``: set once the
         # first reset succeeds (None until then, and for async or blocking envs).
         self._sync_step: Callable[[Any], Any] | None = None
@@ -142,14 +135,7 @@ class Session:
 
     async def release(self) -> None:
         """Close the env, and stop its thread."""
-        try:
-            closing = self._env.close()
-            if inspect.isawaitable(closing):
-                await closing
-        except Exception:
-            log.warning("env close failed in session %s", self._hello.session_id, exc_info=True)
-        if self._thread is not None:
-            self._thread.shutdown(wait=False, cancel_futures=True)
+        await self._caller.release(self._hello.session_id)
 
     def _out(self, message: _Message, request: bytes | str) -> bytes | str:
         """``message`` encoded for the kind of frame ``request`` came in."""
@@ -164,7 +150,7 @@ class Session:
     def _episode_started(self) -> None:
         self._was_reset = True
         step = self._env.step
-        if self._thread is None and not inspect.iscoroutinefunction(step):
+        if self._caller.thread is None and not inspect.iscoroutinefunction(step):
             self._sync_step = step
 
     def _call(
@@ -178,46 +164,24 @@ class Session:
     ) -> Reply:
         """Call an env method the cheapest safe way and answer with ``reply(id, result)``."""
         try:
-            if self._thread is not None and not inspect.iscoroutinefunction(method):
-                call = functools.partial(method, *args, **kwargs)
-                pending: Awaitable[Any] = asyncio.get_running_loop().run_in_executor(
-                    self._thread, call
-                )
-            else:
-                result = method(*args, **kwargs)
-                # A sync env returns its Struct directly: no awaitable check, no extra frame.
-                if isinstance(result, msgspec.Struct) or not inspect.isawaitable(result):
-                    return self._out(reply(request_id, result), frame)
-                pending = result
+            started = self._caller.begin(method, *args, **kwargs)
         except Exception as exc:
             return self._env_raised(exc, request_id, frame)
-        return self._finish(pending, request_id, frame, reply)
+        if finished(started):
+            return self._out(reply(request_id, started), frame)
+        return self._finish(started, request_id, frame, reply)
 
     async def _finish(
         self, pending: Awaitable[Any], request_id: int, frame: bytes | str, reply: _MakeReply
     ) -> Outgoing:
         """Await an env call under the server's step time limit, and answer it."""
         try:
-            result = await self._within_limit(pending)
-        except _TimedOut:
+            result = await self._caller.within_limit(pending)
+        except StepTimeout:
             return self._timed_out(request_id, frame)
         except Exception as exc:
             return self._env_raised(exc, request_id, frame)
         return self._out(reply(request_id, result), frame)
-
-    async def _within_limit(self, pending: Awaitable[Any]) -> Any:
-        """``await pending``, or :class:`_TimedOut` past the server's step time limit."""
-        limit = self._config.step_timeout
-        if limit is None:
-            return await pending
-        deadline = None
-        try:
-            async with asyncio.timeout(limit) as deadline:
-                return await pending
-        except TimeoutError:
-            if deadline is not None and deadline.expired():
-                raise _TimedOut from None
-            raise  # the env's own TimeoutError
 
     def _timed_out(self, request_id: int, frame: bytes | str) -> Closing:
         """Past the limit the client gets ``timeout`` and the session closes (1011): the
@@ -248,15 +212,16 @@ class Session:
         copies: list[Environment[Any, Any, Any]] = []
         try:
             for _ in range(count):
-                copies.append(await self._within_limit(self._pending(self._env.fork)))
+                fork = self._caller.begin_later(self._env.fork)
+                copies.append(await self._caller.within_limit(fork))
         except BaseException as exc:
             for copy in copies:
                 forks.discard(copy)
             forks.release(count - len(copies))
-            if isinstance(exc, _TimedOut):
+            if isinstance(exc, StepTimeout):
                 return self._timed_out(request.id, frame)
             if isinstance(exc, NotImplementedError):
-                message = str(exc)[:_MAX_ERROR_CHARS]
+                message = str(exc)[:MAX_ERROR_CHARS]
                 error = Error(code=ErrorCode.NOT_SUPPORTED, message=message, id=request.id)
                 return self._out(error, frame)
             if isinstance(exc, Exception):
@@ -266,26 +231,11 @@ class Session:
         tickets = [forks.issue(ParkedFork(copy, self._was_reset, parent)) for copy in copies]
         return self._out(ForkTickets(id=request.id, tickets=tickets, expires_in=forks.ttl), frame)
 
-    def _pending(self, method: Callable[[], Any]) -> Awaitable[Any]:
-        """``method()`` as an awaitable: on the env's thread when it has one."""
-        if self._thread is not None and not inspect.iscoroutinefunction(method):
-            return asyncio.get_running_loop().run_in_executor(self._thread, method)
-
-        async def call() -> Any:
-            result = method()
-            return await result if inspect.isawaitable(result) else result
-
-        return call()
-
     def _env_raised(self, exc: Exception, request_id: int, frame: bytes | str) -> bytes | str:
         log.info("env raised in session %s: %r", self._hello.session_id, exc)
         log.debug("traceback of the env error", exc_info=exc)
-        message = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
+        message = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
         return self._out(Error(code=ErrorCode.ENV_ERROR, message=message, id=request_id), frame)
-
-
-class _TimedOut(Exception):
-    """An env call exceeded the server's step time limit."""
 
 
 def _not_reset(request_id: int) -> Error:

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import inspect
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
+from openenv.server.env_call import EnvCaller
 from openenv.server.environment import Environment
 from openenv.testing.failures import Failure
 from openenv.types import Action
@@ -78,18 +77,17 @@ class _Driver:
         self.cls = type(env)
         self.threshold = threshold
         self.held: dict[str, list[float]] = {"reset": [], "step": []}
-        self._thread = ThreadPoolExecutor(1, "openenv-check") if self.cls.blocking else None
+        self._caller = EnvCaller(env, step_timeout=None)
 
     async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         method = getattr(self.env, name)
-        if self._thread is not None and not inspect.iscoroutinefunction(method):
-            call = functools.partial(method, *args, **kwargs)
-            return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+        if self._caller.thread is not None and not inspect.iscoroutinefunction(method):
+            return await self._caller.begin(method, *args, **kwargs)  # on the env's thread
         watch = _LoopWatch()
         watcher = asyncio.create_task(watch.run())
         try:
             started = time.perf_counter()
-            result = method(*args, **kwargs)
+            result = self._caller.begin(method, *args, **kwargs)
             held = time.perf_counter() - started  # a sync call holds the loop all along
             if inspect.isawaitable(result):
                 result = await result
@@ -101,8 +99,8 @@ class _Driver:
                 await watcher
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._thread.shutdown(wait=False, cancel_futures=True)
+        if self._caller.thread is not None:
+            self._caller.thread.shutdown(wait=False, cancel_futures=True)
 
 
 class _LoopWatch:
