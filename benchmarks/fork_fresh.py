@@ -51,13 +51,6 @@ def percentiles(samples_s: list[float]) -> dict[str, float]:
     return {"p50_ms": at(0.5), "p99_ms": at(0.99), "n": len(ordered)}
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def descendants(root: int) -> list[int]:
     pids = [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
     parents = {pid: procfs.parent_pid(pid) for pid in pids}
@@ -105,7 +98,7 @@ async def bench_fork(forks: int, coding_forks: int) -> dict[str, Any]:
             await env.reset()
             built = await env.step(CodeAction(code=HUNDRED_MB))
             assert built.observation.exit_code == 0, built.observation.stderr
-            worker_rss = max(rss_mb(pid) for pid in descendants(int(server.id)))
+            worker_rss = max(procfs.rss_kib(pid) for pid in descendants(int(server.id))) / 1024
             await time_forks(env, 3, 0.1)  # warm-up
             samples, plain = await time_forks(env, coding_forks, 0.1)
             check = await env.fork()

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from envs.echo_env import EchoAction
 from envs.echo_env.models import EchoObservation
+from openenv import procfs
 from openenv.bench import run_fast
 from openenv.bench.references import _SansIOClient
 from openenv.protocol import SUBPROTOCOL, Codec, Reset, Result, Step, request_type
@@ -53,8 +54,9 @@ def server_command(kind: str, path: str, reply_bytes: int, callgrind: str | None
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100
+    used = procfs.cpu_seconds([pid])
+    assert used is not None, f"server {pid} is gone"
+    return used
 
 
 async def connect(path: str, sessions: int, kind: str, reset: bytes) -> list[_SansIOClient]:

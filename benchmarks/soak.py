@@ -14,20 +14,12 @@ import asyncio
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from envs.echo_env import AsyncEchoEnv, EchoAction
-from openenv import EnvPool, OpenEnvError
+from openenv import EnvPool, OpenEnvError, procfs
 from openenv.bench import run_fast
 from openenv.providers import LocalProcessProvider
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 async def soak(
@@ -62,8 +54,10 @@ async def soak(
                     {
                         "t_s": round(now - began, 1),
                         "steps_per_s": round((steps - last_steps) / (now - last_time)),
-                        "client_rss_mib": round(rss_kib(os.getpid()) / 1024, 1),
-                        "servers_rss_mib": round(sum(rss_kib(p) for p in server_pids) / 1024, 1),
+                        "client_rss_mib": round(procfs.rss_kib(os.getpid()) / 1024, 1),
+                        "servers_rss_mib": round(
+                            sum(procfs.rss_kib(p) for p in server_pids) / 1024, 1
+                        ),
                     }
                 )
                 print(json.dumps(samples[-1]), flush=True)

@@ -1,4 +1,4 @@
-"""Reading ``/proc/<pid>/stat``: the one place that knows its layout.
+"""Reading ``/proc/<pid>/stat`` (and ``status``): the one place that knows their layout.
 
 The second field (the command name) is in parentheses and may itself hold spaces and
 parentheses, so the fields are read after the *last* ``)``. Field numbers below are those of
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "is_running", "parent_pid", "start_time", "stat_fields"]
+__all__ = ["cpu_seconds", "is_running", "parent_pid", "rss_kib", "start_time", "stat_fields"]
 
 _STATE, _PPID, _UTIME, _STIME, _STARTTIME = 0, 1, 11, 12, 19
 
@@ -53,3 +53,15 @@ def cpu_seconds(pids: list[int]) -> float | None:
             return None
         ticks += int(fields[_UTIME]) + int(fields[_STIME])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    """The resident set size of ``pid`` in KiB (``VmRSS``); 0 if it cannot be read."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
