@@ -20,7 +20,6 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from openenv.bench.envs import EnvSpec, resolve_env
@@ -32,7 +31,7 @@ from openenv.bench.references import (
     websockets_reference,
 )
 from openenv.launch.pool import EnvPool
-from openenv.procfs import cpu_seconds
+from openenv.procfs import cpu_seconds, rss_kib
 from openenv.progress import Progress
 from openenv.protocol import Codec, Result, Step, request_type
 from openenv.providers.base import Provider
@@ -340,11 +339,7 @@ async def run_bench(options: BenchOptions) -> BenchResult:
 
 def _rss_bytes() -> int:
     """This process's resident memory (0 where /proc is missing)."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except OSError:
-        return 0
-    return pages * os.sysconf("SC_PAGE_SIZE")
+    return rss_kib(os.getpid()) * 1024
 
 
 def _provider_name(options: BenchOptions) -> str:
