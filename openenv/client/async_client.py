@@ -48,7 +48,7 @@ from openenv.protocol import (
 )
 from openenv.types import Action, Observation, State, StepResult, declare_types
 
-__all__ = ["AsyncEnvClient"]
+__all__ = ["AsyncEnvClient", "OffLoop"]
 
 ActT = TypeVar("ActT", bound=Action)
 ObsT = TypeVar("ObsT", bound=Observation)
@@ -463,6 +463,44 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
                     actual=server_action,
                     server_env=hello.env,
                 )
+
+
+class OffLoop:
+    """Runs a session's calls off its event loop, for a thread that owns the loop while it is
+    stopped (a sync client's call, see ``client.portal``): the call's coroutine is stepped by
+    that thread, and its waits for replies block on the socket (:meth:`Connection.wait_off_loop`),
+    under the session's time limit.
+    """
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: AsyncEnvClient[Any, Any, Any]) -> None:
+        self._client = client
+
+    def ready(self) -> bool:
+        """Whether a call can start off the loop now: connected, and no call in flight (so
+        it awaits nothing but its reply)."""
+        client = self._client
+        return client._ws is not None and not client._closed and not client._turns.busy
+
+    def wait(self, future: asyncio.Future[Any]) -> bool:
+        """Block until ``future`` is done, or cancel it past the call's time limit (the call
+        then raises :class:`EnvTimeoutError`). False when only the loop can resolve it: the
+        same time limit then holds while the loop runs."""
+        client = self._client
+        ws, due = client._ws, client._deadline.due
+        if ws is not None and ws.wait_off_loop(future, due):
+            self._expire(future)
+            return True
+        if due is not None and not future.done():
+            timer = future.get_loop().call_at(due, self._expire, future)
+            future.add_done_callback(lambda _: timer.cancel())
+        return False
+
+    def _expire(self, future: asyncio.Future[Any]) -> None:
+        if not future.done():
+            self._client._deadline.fire()
+            future.cancel()
 
 
 _CODECS: dict[tuple[type[Any], type[Any]], Codec] = {}

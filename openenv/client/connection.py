@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
+import select
 import ssl
+import threading
 from typing import Any, cast
 
 from websockets.client import ClientProtocol
@@ -33,6 +36,10 @@ from openenv.endpoint import Endpoint
 __all__ = ["Connection"]
 
 _MAX_QUEUED = 16  # unread messages before the transport stops reading
+_READ_BYTES = 256 * 1024  # per read off the loop, as asyncio's transports read
+# What reads off the loop read into, one per thread; what came is copied out. A fresh 256 KiB
+# bytes object per read would be mapped and unmapped by malloc each time (three syscalls).
+_read_buffers = threading.local()
 _BINARY = Opcode.BINARY
 
 
@@ -55,6 +62,7 @@ class Connection(asyncio.Protocol):
         self._fragmented_text = False
         self._reading_paused = False
         self._send_frame = protocol.send_binary
+        self._poll: Any = None  # select.poll() on the socket, for waits off the loop
 
     @classmethod
     async def open(
@@ -163,6 +171,52 @@ class Connection(asyncio.Protocol):
             self._waiter = waiter
         return waiter
 
+    def wait_off_loop(self, future: asyncio.Future[Any], due: float | None) -> bool:
+        """Block this thread until data read from the socket here resolves ``future`` (one of
+        this connection's message futures), or until loop time ``due`` passes.
+
+        For a caller that owns the connection's event loop while the loop is stopped (a sync
+        client's call, see ``client.portal``): the socket is read directly and the data goes
+        through :meth:`data_received`, as the loop's transport would; one ``poll`` and one
+        ``read`` per reply, no loop iterations. False, having read nothing more, when only the
+        loop can go on: a TLS connection, a write still buffered, reading paused, or the
+        connection ending (the loop then reports how).
+        """
+        poll, transport = self._poll, self.transport
+        if poll is None or transport is None:
+            return False
+        fd = transport.get_extra_info("socket").fileno()
+        buffer = getattr(_read_buffers, "buffer", None)
+        if buffer is None:
+            buffer = _read_buffers.buffer = memoryview(bytearray(_READ_BYTES))
+        loop = self._loop
+        if transport.is_closing() or not transport.is_reading():
+            return False
+        if transport.get_write_buffer_size():
+            return False  # the request is not all out: the loop writes the rest
+        while not future.done():
+            if due is None:
+                ready = poll.poll()
+            else:
+                left = due - loop.time()
+                if left <= 0:
+                    return True
+                ready = poll.poll(left * 1000 + 1)  # ms, rounded up past the due time
+            if not ready:
+                continue
+            try:
+                count = os.readv(fd, [buffer])
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return False  # a reset: the loop's own read reports it
+            if not count:
+                return False  # end of stream: the loop's own read reports it
+            self.data_received(bytes(buffer[:count]))
+            if not future.done() and (transport.is_closing() or not transport.is_reading()):
+                return False  # closing, or enough unread: the loop goes on
+        return True
+
     async def close(self, close_timeout: float) -> None:
         """The closing handshake, then the connection closed; aborted after ``close_timeout``."""
         if self.protocol.state is State.OPEN:
@@ -185,6 +239,11 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and transport.get_extra_info("ssl_object") is None:
+            if hasattr(select, "poll"):  # not on Windows: waits there stay on the loop
+                self._poll = select.poll()
+                self._poll.register(sock.fileno(), select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol

@@ -39,6 +39,16 @@ class Deadline:
         if self._timer is None:
             self._timer = loop.call_at(self._due, self._check)
 
+    @property
+    def due(self) -> float | None:
+        """Loop time at which the call in flight times out (None: no limit)."""
+        return None if self.seconds is None else self._due
+
+    def fire(self) -> None:
+        """The call in flight is past its deadline: for a waiter that is not a task (a sync
+        call run off the loop), which then cancels the call itself."""
+        self._fired = True
+
     def finish(self) -> None:
         """The call ended (the timer, when it fires, finds nothing to do)."""
         self._task = None
@@ -49,7 +59,7 @@ class Deadline:
         if not self._fired:
             return False
         self._fired = False
-        task = asyncio.current_task()
+        task = asyncio.current_task(self._loop)  # None for a call run off the loop
         if task is not None:
             task.uncancel()
         return True

@@ -8,21 +8,40 @@ are still answered while the caller thinks, and calls handed over by other threa
 
 A call from a thread that already runs an event loop (Jupyter, a coroutine's thread pool), or
 one made while another thread drives, is handed over to whichever thread drives.
+
+A session's call can go further and skip the loop altogether (``off_loop``): the caller steps
+the call's coroutine itself, and where it awaits a reply, blocks in ``poll`` on the session's
+socket and feeds what it reads to the connection, as the loop would. Starting and stopping the
+loop, its iterations and its wake-ups cost more than the call's own work on one session; off
+the loop a sync call is a send, a poll and a read. Whatever else the coroutine awaits, the
+loop runs until that is done.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 import time
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["run_sync"]
+__all__ = ["OffLoopWaits", "run_sync"]
 
 T = TypeVar("T")
 
 _HAND_BACK_AFTER_S = 0.05
+
+
+class OffLoopWaits(Protocol):
+    """How a call's waits are met off the loop (``AsyncEnvClient``'s ``OffLoop``)."""
+
+    def ready(self) -> bool:
+        """Whether the call can start off the loop now."""
+
+    def wait(self, future: asyncio.Future[Any]) -> bool:
+        """Block until ``future`` is done (or cancel it at the call's deadline); False when
+        only the loop can resolve it."""
 
 
 class _Portal:
@@ -37,7 +56,7 @@ class _Portal:
         self._park: asyncio.Future[None] | None = None  # set while the background drives
         threading.Thread(target=self._background, name="openenv-loop", daemon=True).start()
 
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+    def run(self, coroutine: Coroutine[Any, Any, T], off_loop: OffLoopWaits | None = None) -> T:
         # The loop-free check: get_running_loop() raises (and a raise costs more than the
         # rest of this dispatch) in the common case, a thread with no loop.
         running = asyncio.events._get_running_loop()
@@ -46,6 +65,8 @@ class _Portal:
             raise RuntimeError("a sync openenv client was called from its own event loop")
         if running is None and self._take_driver():
             try:
+                if off_loop is not None and off_loop.ready():
+                    return self._step_through(coroutine, off_loop)
                 return self._drive(coroutine)
             finally:
                 self._release_driver()
@@ -70,6 +91,43 @@ class _Portal:
                 task.cancel()
                 loop.run_forever()  # until the cancelled call stops the loop on its way out
         return task.result()
+
+    def _step_through(self, coroutine: Coroutine[Any, Any, T], off_loop: OffLoopWaits) -> T:
+        """Run ``coroutine`` on this thread, outside any task, the loop stopped: its waits are
+        met by ``off_loop``, or by running the loop until what it awaits is done."""
+        awaited: Any = None
+        try:
+            while True:
+                awaited = coroutine.send(None)
+                if awaited is not None and not off_loop.wait(awaited):
+                    self._run_until_done(awaited)
+        except StopIteration as returned:
+            return returned.value  # type: ignore[no-any-return]
+        except BaseException:
+            if inspect.getcoroutinestate(coroutine) == inspect.CORO_SUSPENDED:  # Ctrl-C, say
+                # Cancel the call as a task would be: its clean-up runs, its late reply is
+                # dropped; then the interruption goes on.
+                if isinstance(awaited, asyncio.Future):
+                    awaited.cancel()
+                try:
+                    coroutine.throw(asyncio.CancelledError())
+                except BaseException:
+                    pass
+            raise
+
+    def _run_until_done(self, future: Any) -> None:
+        """Run the loop until ``future`` is done (it resolves with no task of ours awaiting)."""
+        if future.done():
+            return
+
+        def stop(_: object) -> None:
+            self.loop.stop()
+
+        future.add_done_callback(stop)
+        try:
+            self.loop.run_forever()
+        finally:
+            future.remove_done_callback(stop)  # interrupted: no stray stop for a later run
 
     def _take_driver(self) -> bool:
         with self._cond:
@@ -137,11 +195,12 @@ _portal: _Portal | None = None
 _portal_lock = threading.Lock()
 
 
-def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run ``coroutine`` on the shared client loop from any thread and return its result."""
+def run_sync(coroutine: Coroutine[Any, Any, T], off_loop: OffLoopWaits | None = None) -> T:
+    """Run ``coroutine`` on the shared client loop from any thread and return its result;
+    off the loop where ``off_loop`` says it can (see the module's docstring)."""
     global _portal
     if _portal is None:
         with _portal_lock:
             if _portal is None:
                 _portal = _Portal()
-    return _portal.run(coroutine)
+    return _portal.run(coroutine, off_loop)

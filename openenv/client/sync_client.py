@@ -1,7 +1,8 @@
 """``EnvClient``: the sync twin of :class:`AsyncEnvClient`, for plain loops and scripts.
 
-Every method runs the async client's method of the same name on one background event-loop
-thread; there is no second implementation of the protocol here.
+Every method runs the async client's method of the same name on one shared event loop; there is
+no second implementation of the protocol here. ``reset``, ``step`` and ``state`` on an open
+session run off that loop, blocking on the socket (see ``client.portal``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
-from openenv.client.async_client import DEFAULT_MAX_FRAME_BYTES, AsyncEnvClient
+from openenv.client.async_client import DEFAULT_MAX_FRAME_BYTES, AsyncEnvClient, OffLoop
 from openenv.client.portal import run_sync
 from openenv.endpoint import Endpoint
 from openenv.protocol import Hello
@@ -57,19 +58,25 @@ class EnvClient(Generic[ActT, ObsT, StateT]):
         timeout: float | None = 60.0,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> None:
-        self._async: AsyncEnvClient[ActT, ObsT, StateT] = self.async_client(
-            endpoint,
-            token=token,
-            connect_timeout=connect_timeout,
-            timeout=timeout,
-            max_frame_bytes=max_frame_bytes,
+        self._attach(
+            self.async_client(
+                endpoint,
+                token=token,
+                connect_timeout=connect_timeout,
+                timeout=timeout,
+                max_frame_bytes=max_frame_bytes,
+            )
         )
+
+    def _attach(self, client: AsyncEnvClient[Any, Any, Any]) -> None:
+        self._async: AsyncEnvClient[ActT, ObsT, StateT] = client
+        self._off_loop = OffLoop(client)
 
     @classmethod
     def wrap(cls: type[SyncT], client: AsyncEnvClient[Any, Any, Any]) -> SyncT:
         """A sync client over an existing async one (which must belong to the sync loop)."""
         sync = cls.__new__(cls)
-        sync._async = client
+        sync._attach(client)
         return sync
 
     @property
@@ -114,15 +121,16 @@ class EnvClient(Generic[ActT, ObsT, StateT]):
         self, *, seed: int | None = None, episode_id: str | None = None, **options: Any
     ) -> StepResult[ObsT]:
         """Start a new episode."""
-        return run_sync(self._async.reset(seed=seed, episode_id=episode_id, **options))
+        reset = self._async.reset(seed=seed, episode_id=episode_id, **options)
+        return run_sync(reset, self._off_loop)
 
     def step(self, action: ActT) -> StepResult[ObsT]:
         """Apply ``action``."""
-        return run_sync(self._async.step(action))
+        return run_sync(self._async.step(action), self._off_loop)
 
     def state(self) -> StateT:
         """The episode's state."""
-        return run_sync(self._async.state())
+        return run_sync(self._async.state(), self._off_loop)
 
     def fork(self: SyncT) -> SyncT:
         """A new session whose env is a copy of this one's; see ``AsyncEnvClient.fork``."""

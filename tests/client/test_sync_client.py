@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -10,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from envs.echo_env import AsyncEchoEnv, EchoAction, EchoEnv
-from openenv import EnvClient, NotResetError
+from openenv import ConnectionLostError, EnvClient, EnvTimeoutError, NotResetError
 from openenv.client.portal import run_sync
 from openenv.launch import open_client
 
@@ -112,3 +113,101 @@ def test_a_call_interrupted_by_ctrl_c_is_abandoned_and_the_client_stays_usable()
         # The abandoned call's late reply is dropped, not taken for this call's.
         assert env.step(EchoAction(message="next")).observation.echoed_message == "next"
         assert env.state().step_count == 2
+
+
+# Calls on an open session run off the loop (portal.py): the caller blocks on the socket.
+
+
+def _slow_env(**options: object) -> EchoEnv:
+    from openenv.providers.process import LocalProcessProvider
+
+    provider = LocalProcessProvider("tests.slow_echo:app")
+    return EchoEnv.wrap(run_sync(open_client(provider, AsyncEchoEnv, **options)))
+
+
+def test_sync_steps_on_an_open_session_do_not_run_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from openenv.client import portal
+
+    with EchoEnv.from_process() as env:
+        env.reset()  # connects: on the loop
+        assert portal._portal is not None
+        loop = portal._portal.loop
+        runs: list[int] = []
+        real_run_forever = loop.run_forever
+
+        def counted() -> None:
+            runs.append(1)
+            real_run_forever()
+
+        monkeypatch.setattr(loop, "run_forever", counted)
+        for i in range(20):
+            assert env.step(EchoAction(message=f"m{i}")).observation.echoed_message == f"m{i}"
+        assert env.state().step_count == 20
+        assert runs == []
+
+
+def test_a_sync_step_past_the_timeout_raises_and_the_late_reply_is_dropped() -> None:
+    with _slow_env(timeout=0.3) as env:
+        env.reset()
+        with pytest.raises(EnvTimeoutError) as caught:
+            env.step(EchoAction(message="slow", metadata={"sleep": 1.5}))
+        assert caught.value.timeout == 0.3 and caught.value.request == "step"
+        env.timeout = 10.0
+        assert env.step(EchoAction(message="next")).observation.echoed_message == "next"
+        assert env.state().step_count == 2
+
+
+def test_the_timeout_holds_while_the_loop_writes_a_large_request() -> None:
+    # 4 MiB do not fit the socket's buffer: the loop writes the rest, under the same limit.
+    with _slow_env(timeout=0.3) as env:
+        env.reset()
+        with pytest.raises(EnvTimeoutError):
+            env.step(EchoAction(message="w" * (4 * 1024 * 1024), metadata={"sleep": 1.5}))
+        env.timeout = 10.0
+        assert env.step(EchoAction(message="next")).observation.echoed_message == "next"
+
+
+def test_large_messages_both_ways_off_the_loop() -> None:
+    # 4 MiB each way: the request outgrows the socket buffer (the loop writes the rest) and
+    # the reply takes many reads.
+    message = "y" * (4 * 1024 * 1024)
+    with EchoEnv.from_process() as env:
+        env.reset()
+        for _ in range(3):
+            assert env.step(EchoAction(message=message)).observation.message_length == len(message)
+
+
+def test_a_frame_over_the_servers_limit_loses_the_session_with_1009() -> None:
+    # Small enough to go out in one write: the close frame arrives while the call waits off
+    # the loop.
+    with EchoEnv.from_process(env={"OPENENV_MAX_FRAME_BYTES": "1024"}) as env:
+        env.reset()
+        with pytest.raises(ConnectionLostError) as caught:
+            env.step(EchoAction(message="z" * 2000))
+        assert caught.value.code == 1009
+        assert not env.usable
+
+
+def test_a_server_killed_mid_step_raises_connection_lost() -> None:
+    from openenv.providers.process import LocalProcessProvider
+
+    provider = LocalProcessProvider("tests.slow_echo:app")
+    with EchoEnv.wrap(run_sync(open_client(provider, AsyncEchoEnv))) as env:
+        env.reset()
+        (server,) = provider.running()
+        connection = env._async._ws
+        assert connection is not None
+
+        def kill_once_the_step_waits() -> None:
+            while connection._waiter is None or connection._waiter.done():
+                time.sleep(0.01)
+            os.kill(int(server.id), signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_once_the_step_waits, daemon=True)
+        killer.start()
+        with pytest.raises(ConnectionLostError):
+            env.step(EchoAction(message="slow", metadata={"sleep": 30}))
+        killer.join(5)
+        assert not env.usable
