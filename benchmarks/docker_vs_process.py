@@ -22,6 +22,7 @@ from functools import partial
 from single_session import rate
 
 from envs.echo_env import AsyncEchoEnv, EchoAction
+from openenv.bench import quantile
 
 
 async def cold_start(open_env: Callable[[], Awaitable[AsyncEchoEnv]]) -> float:
@@ -32,10 +33,6 @@ async def cold_start(open_env: Callable[[], Awaitable[AsyncEchoEnv]]) -> float:
         return time.perf_counter() - started
     finally:
         await env.close()
-
-
-def quantile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1]
 
 
 async def main(args: argparse.Namespace) -> dict[str, float]:

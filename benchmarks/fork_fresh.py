@@ -37,18 +37,17 @@ from typing import Any
 from envs.coding_env import AsyncCodingEnv, CodeAction
 from envs.echo_env import AsyncEchoEnv, EchoAction
 from openenv import EnvPool, procfs
+from openenv.bench import quantile
 from openenv.providers import LocalProcessProvider
 
 HUNDRED_MB = "big = list(range(2_000_000))\nindex = dict.fromkeys(range(300_000))\nlen(big)"
 
 
 def percentiles(samples_s: list[float]) -> dict[str, float]:
-    ordered = sorted(samples_s)
-
     def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3, 2)
+        return round(quantile(samples_s, q) * 1e3, 2)
 
-    return {"p50_ms": at(0.5), "p99_ms": at(0.99), "n": len(ordered)}
+    return {"p50_ms": at(0.5), "p99_ms": at(0.99), "n": len(samples_s)}
 
 
 def descendants(root: int) -> list[int]:

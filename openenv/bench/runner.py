@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from openenv.bench import quantile
 from openenv.bench.envs import EnvSpec, resolve_env
 from openenv.bench.references import (
     Call,
@@ -201,8 +202,8 @@ async def _closed_loops(
         steps=steps,
         seconds=seconds,
         steps_per_s=steps / seconds,
-        p50_ms=_quantile(merged, 0.50) * 1e3,
-        p99_ms=_quantile(merged, 0.99) * 1e3,
+        p50_ms=quantile(merged, 0.50) * 1e3,
+        p99_ms=quantile(merged, 0.99) * 1e3,
         cpu_us_per_step=cpu / max(steps, 1) * 1e6,
         server_cpu_us_per_step=(
             None
@@ -210,12 +211,6 @@ async def _closed_loops(
             else (server_end - server_began) / max(steps, 1) * 1e6
         ),
     )
-
-
-def _quantile(ordered: list[float], q: float) -> float:
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 @contextlib.asynccontextmanager
