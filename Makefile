@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 BASE_IMAGE ?= $(shell docker image inspect openenv-base:bookworm >/dev/null 2>&1 \
 	&& echo openenv-base:bookworm || echo python:3.11-slim)
 
-.PHONY: install run test lint images base-image upstream-venv bench-upstream clean
+.PHONY: install run test test-floor lint images base-image upstream-venv bench-upstream clean
 
 install: $(STAMP)
 
@@ -44,6 +44,21 @@ run: install
 test: install upstream-venv
 	$(PY) -m pytest
 
+# The lowest releases pyproject.toml allows for the client's dependencies and the server extra
+# (.ci/floors.py pins them), in a venv of their own: the wire, client and server tests on them.
+FLOOR_VENV ?= .venv-floor
+FLOOR_STAMP := $(FLOOR_VENV)/.installed-stamp
+
+$(FLOOR_STAMP): pyproject.toml .ci/floors.py
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOOR_VENV)/bin/python .ci/floors.py > $(FLOOR_VENV)/floors.txt
+	$(FLOOR_VENV)/bin/python -m pip install --quiet -e '.[dev]' -c $(FLOOR_VENV)/floors.txt
+	touch $(FLOOR_STAMP)
+
+test-floor: $(FLOOR_STAMP)
+	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider tests/protocol tests/client tests/server
+
 lint: install
 	$(VENV)/bin/ruff check openenv envs tests benchmarks
 	$(VENV)/bin/ruff format --check openenv envs
@@ -59,4 +74,4 @@ base-image:
 	bash .ci/docker-setup.sh
 
 clean:
-	rm -rf $(VENV) $(UPSTREAM_VENV) .build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(UPSTREAM_VENV) $(FLOOR_VENV) .build .pytest_cache .mypy_cache .ruff_cache
