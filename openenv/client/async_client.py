@@ -474,6 +474,10 @@ class OffLoop:
 
     __slots__ = ("_client",)
 
+    # A reply that takes longer is awaited on the loop: other sessions on it (other sync
+    # clients of the thread) must go on answering their servers' pings during a long call.
+    PATIENCE_S = 0.05
+
     def __init__(self, client: AsyncEnvClient[Any, Any, Any]) -> None:
         self._client = client
 
@@ -485,11 +489,11 @@ class OffLoop:
 
     def wait(self, future: asyncio.Future[Any]) -> bool:
         """Block until ``future`` is done, or cancel it past the call's time limit (the call
-        then raises :class:`EnvTimeoutError`). False when only the loop can resolve it: the
-        same time limit then holds while the loop runs."""
+        then raises :class:`EnvTimeoutError`). False when the loop is to resolve it (the reply
+        is slow, or only the loop can go on): the same time limit then holds on the loop."""
         client = self._client
         ws, due = client._ws, client._deadline.due
-        if ws is not None and ws.wait_off_loop(future, due):
+        if ws is not None and ws.wait_off_loop(future, due, self.PATIENCE_S):
             self._expire(future)
             return True
         if due is not None and not future.done():

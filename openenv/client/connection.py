@@ -171,16 +171,19 @@ class Connection(asyncio.Protocol):
             self._waiter = waiter
         return waiter
 
-    def wait_off_loop(self, future: asyncio.Future[Any], due: float | None) -> bool:
-        """Block this thread until data read from the socket here resolves ``future`` (one of
-        this connection's message futures), or until loop time ``due`` passes.
+    def wait_off_loop(
+        self, future: asyncio.Future[Any], due: float | None, patience: float
+    ) -> bool:
+        """Block this thread, the loop stopped, until data read here resolves ``future`` (one
+        of this connection's message futures): True once it is done, or once loop time ``due``
+        passes with it still pending. False when the loop is to go on instead: after
+        ``patience`` seconds (the loop then serves every connection on it), on a TLS
+        connection, with a write still buffered or reading paused, or when the connection
+        ends (the loop's own read then reports how).
 
-        For a caller that owns the connection's event loop while the loop is stopped (a sync
-        client's call, see ``client.portal``): the socket is read directly and the data goes
-        through :meth:`data_received`, as the loop's transport would; one ``poll`` and one
-        ``read`` per reply, no loop iterations. False, having read nothing more, when only the
-        loop can go on: a TLS connection, a write still buffered, reading paused, or the
-        connection ending (the loop then reports how).
+        For a caller that owns the loop while it is stopped (a sync client's call, see
+        ``client.portal``): what is read goes through :meth:`data_received`, as the loop's
+        transport would pass it; one ``poll`` and one ``read`` per reply.
         """
         poll, transport = self._poll, self.transport
         if poll is None or transport is None:
@@ -194,15 +197,18 @@ class Connection(asyncio.Protocol):
             return False
         if transport.get_write_buffer_size():
             return False  # the request is not all out: the loop writes the rest
+        give_up = loop.time() + patience
         while not future.done():
-            if due is None:
-                ready = poll.poll()
-            else:
-                left = due - loop.time()
-                if left <= 0:
+            now = loop.time()
+            if due is not None and due <= give_up:
+                if now >= due:
                     return True
-                ready = poll.poll(left * 1000 + 1)  # ms, rounded up past the due time
-            if not ready:
+                wake = due
+            elif now >= give_up:
+                return False
+            else:
+                wake = give_up
+            if not poll.poll((wake - now) * 1000 + 1):  # ms, rounded up past the wake time
                 continue
             try:
                 count = os.readv(fd, [buffer])

@@ -148,12 +148,16 @@ def test_sync_steps_on_an_open_session_do_not_run_the_loop(
         assert runs == []
 
 
-def test_a_sync_step_past_the_timeout_raises_and_the_late_reply_is_dropped() -> None:
-    with _slow_env(timeout=0.3) as env:
+@pytest.mark.parametrize("timeout", [0.02, 0.3], ids=["off-the-loop", "on-the-loop"])
+def test_a_sync_step_past_the_timeout_raises_and_the_late_reply_is_dropped(
+    timeout: float,
+) -> None:
+    # A limit shorter than OffLoop.PATIENCE_S expires off the loop, a longer one on it.
+    with _slow_env(timeout=timeout) as env:
         env.reset()
         with pytest.raises(EnvTimeoutError) as caught:
             env.step(EchoAction(message="slow", metadata={"sleep": 1.5}))
-        assert caught.value.timeout == 0.3 and caught.value.request == "step"
+        assert caught.value.timeout == timeout and caught.value.request == "step"
         env.timeout = 10.0
         assert env.step(EchoAction(message="next")).observation.echoed_message == "next"
         assert env.state().step_count == 2
@@ -211,3 +215,20 @@ def test_a_server_killed_mid_step_raises_connection_lost() -> None:
             env.step(EchoAction(message="slow", metadata={"sleep": 30}))
         killer.join(5)
         assert not env.usable
+
+
+def test_a_long_sync_call_lets_the_other_sessions_on_the_loop_answer_pings() -> None:
+    # While one session waits seconds for its reply, another one in the same thread idles
+    # through pings it must answer within 1 s: the wait hands over to the loop after a moment.
+    from openenv.providers.process import LocalProcessProvider
+
+    options = {"OPENENV_PING_INTERVAL": "0.25", "OPENENV_PING_TIMEOUT": "1.0"}
+    provider = LocalProcessProvider("tests.slow_echo:app", env=options)
+    with (
+        EchoEnv.wrap(run_sync(open_client(provider, AsyncEchoEnv))) as slow,
+        EchoEnv.from_process(env=options) as idle,
+    ):
+        slow.reset()
+        idle.reset()
+        slow.step(EchoAction(message="slow", metadata={"sleep": 3.0}))
+        assert idle.step(EchoAction(message="alive")).observation.echoed_message == "alive"
