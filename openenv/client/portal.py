@@ -65,7 +65,8 @@ class _Portal:
             raise RuntimeError("a sync openenv client was called from its own event loop")
         if running is None and self._take_driver():
             try:
-                if off_loop is not None and off_loop.ready():
+                # Off the loop only while no other thread's call waits for the loop to run.
+                if off_loop is not None and not self._handed_over and off_loop.ready():
                     return self._step_through(coroutine, off_loop)
                 return self._drive(coroutine)
             finally:
