@@ -25,7 +25,7 @@ import threading
 from typing import Any, cast
 
 from websockets.client import ClientProtocol
-from websockets.exceptions import ConnectionClosed, ConnectionClosedError
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidState
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
@@ -135,13 +135,14 @@ class Connection(asyncio.Protocol):
         """Queue ``message`` as one binary frame, or a text frame after
         :meth:`use_text_frames` (written as the transport can). On a closed connection with
         messages still unread it does nothing: ``recv`` returns those, then raises."""
-        if self.protocol.state is not State.OPEN:
+        try:
+            self._send_frame(message)  # raises InvalidState unless the connection is open
+        except InvalidState:
             if self._messages:
                 # Unread messages may explain why (an error the server sent before closing,
                 # as a full server does): recv hands them out first, then raises.
                 return
-            raise self._closed_error()
-        self._send_frame(message)
+            raise self._closed_error() from None
         self._flush()
 
     async def recv(self) -> bytes | str:
@@ -151,10 +152,24 @@ class Connection(asyncio.Protocol):
     def request(self, message: bytes) -> asyncio.Future[bytes | str]:
         """:meth:`send` ``message``; the future of the next message received.
 
-        ``send`` then ``recv`` in one call, with no coroutine in between: a session's hot path.
+        ``send`` then ``recv`` in one call, with no coroutine in between: a session's hot path,
+        written out (each Python call saved here is about 1% of a step's client CPU).
         """
-        self.send(message)
-        return self.next_message()
+        try:
+            self._send_frame(message)
+        except InvalidState:
+            self.send(message)  # closed: raises, unless unread messages explain why
+        else:
+            # Only the frame just sent: an end of stream is queued once the connection is
+            # closed, and then the send above raises.
+            write = self.transport.write  # type: ignore[union-attr]
+            for data in self.protocol.data_to_send():
+                write(data)
+        if self._messages:
+            return self.next_message()
+        # The connection is open (the frame went out), so not lost: a reply is still to come.
+        self._waiter = waiter = self._loop.create_future()
+        return waiter
 
     def next_message(self) -> asyncio.Future[bytes | str]:
         """The future of the next message (done already if one is queued)."""
@@ -254,28 +269,34 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
         protocol.receive_data(data)
-        for event in protocol.events_received():
-            if event.__class__ is Frame:
-                if event.opcode is _BINARY and event.fin:
-                    # The hot path: a reply, to the call waiting for it.
-                    waiter = self._waiter
-                    if waiter is not None and not waiter.done():
-                        self._waiter = None
-                        waiter.set_result(event.data)  # type: ignore[arg-type]
-                    else:
-                        self._deliver(event.data, False)  # type: ignore[arg-type]
+        events = protocol.events_received()
+        replies_only = bool(events)  # whole binary messages, nothing else: no state change
+        for event in events:
+            if event.__class__ is Frame and event.opcode is _BINARY and event.fin:
+                # The hot path: a reply, to the call waiting for it.
+                waiter = self._waiter
+                if waiter is not None and not waiter.done():
+                    self._waiter = None
+                    waiter.set_result(event.data)  # type: ignore[arg-type]
                 else:
-                    self._frame(event)
+                    self._deliver(event.data, False)  # type: ignore[arg-type]
+                continue
+            replies_only = False
+            if event.__class__ is Frame:
+                self._frame(event)
             elif isinstance(event, Response):
                 self._handshake_ended(response=True)
         writes = protocol.data_to_send()  # pongs, close frames: rarely anything
-        if writes:
+        if writes or not replies_only:
+            # The connection may have changed state: a frame that is not a reply (a close
+            # frame, the handshake's response) came, or the connection failed (a frame too
+            # large, a protocol violation: a close frame to send), or a partial frame came.
             self._write(writes)
-        if protocol.state is not State.OPEN and not self._handshake_pending:
-            # We answered a close frame, or failed the connection (a frame too large, a
-            # protocol violation): the TCP connection is done with.
-            assert self.transport is not None
-            self.transport.close()
+            if protocol.state is not State.OPEN and not self._handshake_pending:
+                # We answered a close frame, or failed the connection: the TCP connection is
+                # done with.
+                assert self.transport is not None
+                self.transport.close()
 
     def eof_received(self) -> bool | None:
         self.protocol.receive_eof()
