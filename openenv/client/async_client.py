@@ -40,7 +40,6 @@ from openenv.protocol import (
     GetState,
     Hello,
     Reset,
-    Result,
     StateReply,
     Step,
     fork_authorization,
@@ -160,7 +159,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
     ) -> Coroutine[Any, Any, StepResult[ObsT]]:
         """Start a new episode; ``options`` go to the env's ``reset``. (A coroutine to await.)"""
         request = Reset(id=next(self._ids), seed=seed, episode_id=episode_id, options=options)
-        return self._call(request, _step_result)
+        return self._call(request, step_result=True)
 
     def step(self, action: ActT) -> Coroutine[Any, Any, StepResult[ObsT]]:
         """Apply ``action``; returns the observation, reward and done flag. (A coroutine to
@@ -178,7 +177,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
             and not isinstance(action, expected)
         ):
             return _raising(_wrong_action(expected, action))
-        return self._call(Step(id=next(self._ids), action=action), _step_result)
+        return self._call(Step(next(self._ids), action), step_result=True)
 
     async def state(self) -> StateT:
         """The episode's state (id, step count and what the env adds)."""
@@ -286,21 +285,19 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
     # Internals.
 
     async def _call(
-        self,
-        request: Reset | Step[Any] | GetState | Fork,
-        result: Callable[[Any], Any] | None = None,
+        self, request: Reset | Step[Any] | GetState | Fork, step_result: bool = False
     ) -> Any:
-        """Send ``request``, and return its reply (or ``result(reply)``)."""
+        """Send ``request``, and return its reply (as a :class:`StepResult` if
+        ``step_result``)."""
         # The turn taken and given back inline rather than ``async with``: two coroutine
         # frames fewer per step.
         turns = self._turns
         if turns.busy:
             await turns.wait()
         turns.busy = True
-        deadline = self._deadline
         try:
             ws = self._ws if self._ws is not None and not self._closed else await self._connection()
-            deadline.start()
+            self._deadline.start()  # it ends when the reply is in
             frame = await ws.request(self._encode_binary(request))
             try:  # the hot path: one msgspec call
                 reply = self._decode_binary(frame)  # type: ignore[arg-type]
@@ -313,7 +310,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         except asyncio.CancelledError:
             if getattr(self._codec, "lockstep", False):
                 self._abandon()  # no ids: a late reply would pass for the next one's
-            if deadline.expired():
+            if self._deadline.expired():
                 raise _timeout_error(request, self.timeout, self.endpoint) from None
             raise
         except ConnectionClosed as exc:
@@ -323,11 +320,10 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
             self._lost = True
             raise ConnectionLostError(f"connection to {self.endpoint} failed: {exc}") from exc
         finally:
-            deadline.finish()
             turns.release()
         if reply.__class__ is Error:
             raise remote_error(reply.code, reply.message, reply.id)
-        return reply if result is None else result(reply)
+        return StepResult(reply.observation) if step_result else reply
 
     def _abandon(self) -> None:
         """Drop the connection: the session can no longer be trusted (a pool replaces it)."""
@@ -390,7 +386,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
             raise ConnectError(
                 f"cannot connect to {endpoint}: {exc or type(exc).__name__}"
             ) from exc
-        self._deadline.bind(asyncio.get_running_loop())
+        self._deadline.bind(asyncio.get_running_loop(), ws.interrupt)
         if ws.subprotocol != SUBPROTOCOL:
             return self._speak_upstream(ws)
         try:
@@ -548,10 +544,6 @@ def _check_stale(reply: Any, request_id: int) -> None:
 async def _raising(error: Exception) -> Any:
     """A coroutine that raises ``error`` when awaited (as an ``async def`` method would)."""
     raise error
-
-
-def _step_result(reply: Result[Any]) -> StepResult[Any]:
-    return StepResult(reply.observation)
 
 
 _REQUEST_NAMES = {Reset: "reset", Step: "step", GetState: "get_state", Fork: "fork"}

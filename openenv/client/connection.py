@@ -186,6 +186,16 @@ class Connection(asyncio.Protocol):
             self._waiter = waiter
         return waiter
 
+    def interrupt(self) -> bool:
+        """Cancel the future of the next message if a call awaits it (a call past its time
+        limit); whether one did. A message arriving later is queued for the next call."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return False
+        self._waiter = None
+        waiter.cancel()
+        return True
+
     def wait_off_loop(
         self, future: asyncio.Future[Any], due: float | None, patience: float
     ) -> bool:

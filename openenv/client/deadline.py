@@ -3,13 +3,19 @@
 ``asyncio.timeout`` schedules a timer and cancels it on every call: ~4 µs a call once hundreds of
 sessions are in flight, a tenth of a client's whole cost per step. Calls on one session run one
 at a time, so one timer per session suffices: a call only records its deadline; the timer, when
-it fires, cancels the call in flight if that call is past its deadline, or re-arms itself for
+it fires, interrupts the call in flight if that call is past its deadline, or re-arms itself for
 it. With back-to-back calls the timer fires about once per ``seconds``.
+
+A call past its deadline is interrupted by cancelling the future it awaits (its reply), not its
+task: the call sees ``CancelledError`` where it waits, and no task has a cancellation to undo.
+That also holds for a call that runs outside any task (a sync call stepped off the loop).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+from collections.abc import Callable
 
 __all__ = ["Deadline"]
 
@@ -20,24 +26,28 @@ class Deadline:
     def __init__(self, seconds: float | None) -> None:
         self.seconds = seconds
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[object] | None = None
-        self._due = 0.0
+        self._interrupt: Callable[[], bool] = _nothing_awaited
+        self._due = math.inf
         self._timer: asyncio.TimerHandle | None = None
         self._fired = False
 
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Use ``loop``, the one the session's connection lives on (saves a lookup per call)."""
+    def bind(self, loop: asyncio.AbstractEventLoop, interrupt: Callable[[], bool]) -> None:
+        """Use ``loop``, the one the session's connection lives on; ``interrupt`` cancels what
+        the call in flight awaits and says whether it awaited anything."""
         self._loop = loop
+        self._interrupt = interrupt
 
     def start(self) -> None:
-        """A call begins in the current task."""
-        if self.seconds is None:
+        """A call begins (after :meth:`bind`); it ends when what it awaits is done."""
+        seconds = self.seconds
+        if seconds is None:
+            self._due = math.inf
             return
-        loop = self._loop or asyncio.get_running_loop()
-        self._task = asyncio.current_task(loop)
-        self._due = loop.time() + self.seconds
+        loop = self._loop
+        assert loop is not None
+        self._due = due = loop.time() + seconds
         if self._timer is None:
-            self._timer = loop.call_at(self._due, self._check)
+            self._timer = loop.call_at(due, self._check)
 
     @property
     def due(self) -> float | None:
@@ -49,29 +59,24 @@ class Deadline:
         call run off the loop), which then cancels the call itself."""
         self._fired = True
 
-    def finish(self) -> None:
-        """The call ended (the timer, when it fires, finds nothing to do)."""
-        self._task = None
-
     def expired(self) -> bool:
         """Whether the ``CancelledError`` being handled came from this deadline; if so it is
-        consumed (the task's cancellation count restored) and the caller raises its timeout."""
+        consumed and the caller raises its timeout."""
         if not self._fired:
             return False
         self._fired = False
-        task = asyncio.current_task(self._loop)  # None for a call run off the loop
-        if task is not None:
-            task.uncancel()
         return True
 
     def _check(self) -> None:
         self._timer = None
-        task = self._task
-        if task is None or task.done():
-            return
-        loop = task.get_loop()
-        if loop.time() >= self._due:
+        loop, due = self._loop, self._due
+        assert loop is not None
+        if loop.time() < due:
+            if due != math.inf:
+                self._timer = loop.call_at(due, self._check)
+        elif self._interrupt():  # a call was in flight past its deadline
             self._fired = True
-            task.cancel()
-        else:
-            self._timer = loop.call_at(self._due, self._check)
+
+
+def _nothing_awaited() -> bool:
+    return False

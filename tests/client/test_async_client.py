@@ -84,6 +84,9 @@ async def test_client_timeout_then_late_reply_is_dropped_not_misread() -> None:
             assert (caught.value.timeout, caught.value.request) == (0.2, "step")
             assert caught.value.request_id == 2  # reset was request 1
             assert isinstance(caught.value, TimeoutError)
+            # The deadline interrupted the call, not its task: nothing is left to uncancel.
+            task = asyncio.current_task()
+            assert task is not None and task.cancelling() == 0
             await asyncio.sleep(0.5)  # the late reply to the timed-out step arrives meanwhile
             result = await env.step(EchoAction(message="on time"))
             assert result.observation.echoed_message == "on time"
