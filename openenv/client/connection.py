@@ -153,7 +153,7 @@ class Connection(asyncio.Protocol):
         """:meth:`send` ``message``; the future of the next message received.
 
         ``send`` then ``recv`` in one call, with no coroutine in between: a session's hot path,
-        written out (each Python call saved here is about 1% of a step's client CPU).
+        written out (with the state read in ``data_received``, 6% of a step's client CPU).
         """
         try:
             self._send_frame(message)
