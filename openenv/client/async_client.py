@@ -484,23 +484,16 @@ class OffLoop:
         return client._ws is not None and not client._closed and not client._turns.busy
 
     def wait(self, future: asyncio.Future[Any]) -> bool:
-        """Block until ``future`` is done, or cancel it past the call's time limit (the call
-        then raises :class:`EnvTimeoutError`). False when the loop is to resolve it (the reply
-        is slow, or only the loop can go on): the same time limit then holds on the loop."""
+        """Block until ``future`` is done, or interrupt the call past its time limit (it then
+        raises :class:`EnvTimeoutError`). False when the loop is to resolve it (the reply is
+        slow, or only the loop can go on): the deadline's own timer then holds on the loop."""
         client = self._client
-        ws, due = client._ws, client._deadline.due
-        if ws is not None and ws.wait_off_loop(future, due, self.PATIENCE_S):
-            self._expire(future)
-            return True
-        if due is not None and not future.done():
-            timer = future.get_loop().call_at(due, self._expire, future)
-            future.add_done_callback(lambda _: timer.cancel())
-        return False
-
-    def _expire(self, future: asyncio.Future[Any]) -> None:
+        ws, deadline = client._ws, client._deadline
+        if ws is None or not ws.wait_off_loop(future, deadline.due, self.PATIENCE_S):
+            return False
         if not future.done():
-            self._client._deadline.fire()
-            future.cancel()
+            deadline.lapse()
+        return True
 
 
 _CODECS: dict[tuple[type[Any], type[Any]], Codec] = {}

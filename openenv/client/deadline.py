@@ -54,10 +54,11 @@ class Deadline:
         """Loop time at which the call in flight times out (None: no limit)."""
         return None if self.seconds is None else self._due
 
-    def fire(self) -> None:
-        """The call in flight is past its deadline: for a waiter that is not a task (a sync
-        call run off the loop), which then cancels the call itself."""
-        self._fired = True
+    def lapse(self) -> None:
+        """The call in flight is past its deadline, as a waiter that is not the loop found (a
+        sync call off the loop): interrupt it now, as the timer would."""
+        if self._interrupt():
+            self._fired = True
 
     def expired(self) -> bool:
         """Whether the ``CancelledError`` being handled came from this deadline; if so it is
