@@ -63,6 +63,7 @@ class Connection(asyncio.Protocol):
         self._reading_paused = False
         self._send_frame = protocol.send_binary
         self._poll: Any = None  # select.poll() on the socket, for waits off the loop
+        self._fd = -1  # the socket's descriptor, for those waits
 
     @classmethod
     async def open(
@@ -211,20 +212,17 @@ class Connection(asyncio.Protocol):
         transport would pass it; one ``poll`` and one ``read`` per reply.
         """
         poll, transport = self._poll, self.transport
-        if poll is None or transport is None:
+        if poll is None or transport is None or self._reading_paused or self._lost.done():
             return False
-        fd = transport.get_extra_info("socket").fileno()
+        if transport.is_closing() or transport.get_write_buffer_size():
+            return False  # closing, or the request is not all out: the loop goes on
         buffer = getattr(_read_buffers, "buffer", None)
         if buffer is None:
             buffer = _read_buffers.buffer = memoryview(bytearray(_READ_BYTES))
-        loop = self._loop
-        if transport.is_closing() or not transport.is_reading():
-            return False
-        if transport.get_write_buffer_size():
-            return False  # the request is not all out: the loop writes the rest
-        give_up = loop.time() + patience
-        while not future.done():
-            now = loop.time()
+        fd, loop = self._fd, self._loop
+        now = loop.time()
+        give_up = now + patience
+        while True:
             if due is not None and due <= give_up:
                 if now >= due:
                     return True
@@ -233,20 +231,22 @@ class Connection(asyncio.Protocol):
                 return False
             else:
                 wake = give_up
-            if not poll.poll((wake - now) * 1000 + 1):  # ms, rounded up past the wake time
-                continue
-            try:
-                count = os.readv(fd, [buffer])
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:
-                return False  # a reset: the loop's own read reports it
-            if not count:
-                return False  # end of stream: the loop's own read reports it
-            self.data_received(bytes(buffer[:count]))
-            if not future.done() and (transport.is_closing() or not transport.is_reading()):
-                return False  # closing, or enough unread: the loop goes on
-        return True
+            if poll.poll((wake - now) * 1000 + 1):  # ms, rounded up past the wake time
+                try:
+                    count = os.readv(fd, [buffer])
+                except (BlockingIOError, InterruptedError):
+                    count = -1
+                except OSError:
+                    return False  # a reset: the loop's own read reports it
+                if not count:
+                    return False  # end of stream: the loop's own read reports it
+                if count > 0:
+                    self.data_received(bytes(buffer[:count]))
+                    if future.done():
+                        return True
+                    if self._reading_paused or transport.is_closing():
+                        return False  # closing, or enough unread: the loop goes on
+            now = loop.time()
 
     async def close(self, close_timeout: float) -> None:
         """The closing handshake, then the connection closed; aborted after ``close_timeout``."""
@@ -273,8 +273,9 @@ class Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and transport.get_extra_info("ssl_object") is None:
             if hasattr(select, "poll"):  # not on Windows: waits there stay on the loop
+                self._fd = sock.fileno()
                 self._poll = select.poll()
-                self._poll.register(sock.fileno(), select.POLLIN)
+                self._poll.register(self._fd, select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol

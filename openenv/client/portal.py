@@ -49,7 +49,10 @@ class _Portal:
         # The plain asyncio loop: starting and stopping it per call costs ~8 µs, uvloop's ~30.
         self.loop = asyncio.new_event_loop()
         self._driver = threading.Lock()  # held by whichever thread runs the loop
-        self._cond = threading.Condition()  # guards the four fields below
+        # Guards the four fields below; the two per-call sections take its lock directly (the
+        # Condition's own with-statement adds two Python-level calls to each).
+        self._state_lock = threading.Lock()
+        self._cond = threading.Condition(self._state_lock)
         self._direct_active = False  # a caller drives (or is taking over) the loop
         self._last_direct = 0.0  # when the last direct call ended (monotonic)
         self._handed_over = 0  # calls waiting for whoever drives
@@ -131,7 +134,7 @@ class _Portal:
             future.remove_done_callback(stop)  # interrupted: no stray stop for a later run
 
     def _take_driver(self) -> bool:
-        with self._cond:
+        with self._state_lock:
             if self._direct_active:
                 return False  # another caller drives: hand over rather than queue behind it
             self._direct_active = True  # from now on the background thread keeps off
@@ -142,7 +145,7 @@ class _Portal:
         return True
 
     def _release_driver(self) -> None:
-        with self._cond:
+        with self._state_lock:
             self._direct_active = False
             self._last_direct = time.monotonic()
             self._driver.release()
