@@ -8,21 +8,21 @@ per step. With ``--callgrind`` each client runs in a process of its own under
 lengths, so start-up cancels out): repeatable on a noisy machine, unlike time.
 
     .venv/bin/python benchmarks/client_cpu.py [--sessions 64] [--steps 1000] [--rounds 5]
-    .venv/bin/python benchmarks/client_cpu.py --callgrind [--steps 2000]
+    .venv/bin/python benchmarks/client_cpu.py --callgrind [--sessions 8] [--steps 2000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import re
-import statistics
+import functools
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
+
+from cpu_compare import CALLGRIND_SESSIONS, callgrind_total, instructions_per_step, report
 
 from envs.echo_env import AsyncEchoEnv, EchoAction
 from openenv.bench import run_fast
@@ -75,12 +75,7 @@ async def timed(address: str, args: argparse.Namespace) -> None:
             per_step[kind].append((time.process_time() - began) / total * 1e6)
             rate = total / seconds
             print(f"{kind:7} {rate:9,.0f} steps/s  {per_step[kind][-1]:6.1f} µs/step")
-    ratios = [o / s for o, s in zip(per_step["ours"], per_step["sansio"], strict=True)]
-    print(
-        f"client CPU per step, ours / sansio: median {statistics.median(ratios):.2f} "
-        f"({min(ratios):.2f}-{max(ratios):.2f}); ours {statistics.median(per_step['ours']):.1f}"
-        f" µs, sansio {statistics.median(per_step['sansio']):.1f} µs"
-    )
+    report("client", per_step)
 
 
 async def worker(address: str, kind: str, args: argparse.Namespace) -> None:
@@ -99,15 +94,16 @@ def instructions(address: str, kind: str, steps: int, args: argparse.Namespace) 
             check=True,
             capture_output=True,
         )
-        summary = Path(out).read_text()
-        return int(re.search(r"^summary: (\d+)", summary, re.M).group(1))  # type: ignore[union-attr]
+        return callgrind_total(out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--sessions", type=int, default=64)
+    parser.add_argument(
+        "--sessions", type=int, help=f"default 64, {CALLGRIND_SESSIONS} with --callgrind"
+    )
     parser.add_argument("--steps", type=int, default=1000, help="per session and round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--message-size", type=int, default=100)
@@ -115,6 +111,8 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.sessions is None:
+        args.sessions = CALLGRIND_SESSIONS if args.callgrind else 64
     if args.worker:
         run_fast(worker(args.address, args.worker, args))
         return
@@ -130,12 +128,10 @@ def main() -> None:
             server.stdout.readline()  # serving from now on
             address = f"unix://{path}"
             if args.callgrind:
-                args.sessions = min(args.sessions, 8)
                 for kind in ("ours", "sansio"):
-                    short = instructions(address, kind, args.steps // 4, args)
-                    long = instructions(address, kind, args.steps, args)
-                    steps = (args.steps - args.steps // 4) * args.sessions
-                    print(f"{kind:7} {(long - short) / steps:10,.0f} instructions/step")
+                    count = functools.partial(instructions, address, kind, args=args)
+                    per_step = instructions_per_step(count, args.steps, args.sessions)
+                    print(f"{kind:7} {per_step:10,.0f} instructions/step")
             else:
                 run_fast(timed(address, args))
         finally:

@@ -8,21 +8,20 @@ instructions per step (two runs of different lengths, so start-up cancels out): 
 a noisy machine, unlike time.
 
     .venv/bin/python benchmarks/server_cpu.py [--sessions 64] [--steps 2000] [--rounds 5]
-    .venv/bin/python benchmarks/server_cpu.py --callgrind [--steps 3000]
+    .venv/bin/python benchmarks/server_cpu.py --callgrind [--sessions 8] [--steps 3000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
+
+from cpu_compare import CALLGRIND_SESSIONS, callgrind_total, instructions_per_step, report
 
 from envs.echo_env import EchoAction
 from envs.echo_env.models import EchoObservation
@@ -115,12 +114,7 @@ async def timed(args: argparse.Namespace) -> None:
             for process in servers.values():
                 process.kill()
                 process.wait()
-    ratios = [o / s for o, s in zip(per_step["ours"], per_step["sansio"], strict=True)]
-    print(
-        f"server CPU per step, ours / sansio: median {statistics.median(ratios):.2f} "
-        f"({min(ratios):.2f}-{max(ratios):.2f}); ours {statistics.median(per_step['ours']):.1f} µs,"
-        f" sansio {statistics.median(per_step['sansio']):.1f} µs"
-    )
+    report("server", per_step)
 
 
 async def instructions(kind: str, steps: int, args: argparse.Namespace) -> int:
@@ -143,31 +137,35 @@ async def instructions(kind: str, steps: int, args: argparse.Namespace) -> int:
         finally:
             process.send_signal(signal.SIGINT)  # a clean exit: callgrind writes its counts
             process.wait(120)
-        summary = Path(out).read_text()
-        return int(re.search(r"^summary: (\d+)", summary, re.M).group(1))  # type: ignore[union-attr]
+        return callgrind_total(out)
 
 
-async def counted(args: argparse.Namespace) -> None:
+def counted(args: argparse.Namespace) -> None:
     for kind in ("ours", "sansio"):
-        short = await instructions(kind, args.steps // 4, args)
-        long = await instructions(kind, args.steps, args)
-        steps = (args.steps - args.steps // 4) * args.sessions
-        print(f"{kind:7} {(long - short) / steps:10,.0f} instructions/step")
+
+        def count(steps: int, kind: str = kind) -> int:
+            return run_fast(instructions(kind, steps, args))
+
+        per_step = instructions_per_step(count, args.steps, args.sessions)
+        print(f"{kind:7} {per_step:10,.0f} instructions/step")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--sessions", type=int, default=64)
+    parser.add_argument(
+        "--sessions", type=int, help=f"default 64, {CALLGRIND_SESSIONS} with --callgrind"
+    )
     parser.add_argument("--steps", type=int, default=2000, help="per session and round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--message-size", type=int, default=100)
     parser.add_argument("--callgrind", action="store_true")
     args = parser.parse_args()
+    if args.sessions is None:
+        args.sessions = CALLGRIND_SESSIONS if args.callgrind else 64
     if args.callgrind:
-        args.sessions = min(args.sessions, 8)
-        run_fast(counted(args))
+        counted(args)
     else:
         run_fast(timed(args))
 
