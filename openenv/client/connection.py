@@ -235,7 +235,7 @@ class Connection(asyncio.Protocol):
                 try:
                     count = os.readv(fd, [buffer])
                 except (BlockingIOError, InterruptedError):
-                    count = -1
+                    count = -1  # nothing to read after all: poll again
                 except OSError:
                     return False  # a reset: the loop's own read reports it
                 if not count:

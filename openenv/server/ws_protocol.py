@@ -58,7 +58,6 @@ class EnvWebSocketProtocol(WebSocketsSansIOProtocol):
         self._in_flight: asyncio.Task[None] | None = None
         self._over: asyncio.Future[None] | None = None
         self._write_paused = False  # the transport's buffer is full: requests wait
-        self._gone = False  # the connection is lost (uvicorn's own flag is new in 0.53)
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -73,7 +72,7 @@ class EnvWebSocketProtocol(WebSocketsSansIOProtocol):
             message = self.queue.get_nowait()
             if message["type"] == "websocket.receive":
                 self._waiting.append(message.get("bytes") or message.get("text") or "")
-        if self._gone or self.close_sent:
+        if self.disconnected or self.close_sent:
             return
         greeting = dialect.greeting()
         if greeting is not None:
@@ -206,7 +205,7 @@ class EnvWebSocketProtocol(WebSocketsSansIOProtocol):
             log.exception("session failed on a request")
             outgoing = Closing(CloseCode.INTERNAL_ERROR, "internal error")
         self._in_flight = None
-        if self.close_sent or self._gone:
+        if self.close_sent or self.disconnected:
             return
         self._answer(outgoing)
         self._catch_up()
@@ -215,11 +214,11 @@ class EnvWebSocketProtocol(WebSocketsSansIOProtocol):
         """Handle waiting messages while each is answered at once; read again once few wait."""
         waiting = self._waiting
         while waiting and self._in_flight is None and not self._write_paused:
-            if self.close_sent or self._gone:
+            if self.close_sent or self.disconnected:
                 waiting.clear()
                 return
             self._handle(waiting.popleft())
-        if self.read_paused and len(waiting) < MAX_UNREAD // 2 and not self._gone:
+        if self.read_paused and len(waiting) < MAX_UNREAD // 2 and not self.disconnected:
             self.read_paused = False
             self.transport.resume_reading()
 
@@ -242,7 +241,7 @@ class EnvWebSocketProtocol(WebSocketsSansIOProtocol):
             self._send(outgoing)  # type: ignore[arg-type]
 
     def _send(self, frame: bytes | str) -> None:
-        if self.close_sent or self._gone:
+        if self.close_sent or self.disconnected:
             return
         conn = self.conn
         if frame.__class__ is bytes:
@@ -257,7 +256,7 @@ class EnvWebSocketProtocol(WebSocketsSansIOProtocol):
         """Send the last frame and a close frame; wait for the client's (as uvicorn does)."""
         if closing.frame is not None:
             self._send(closing.frame)
-        if not (self.close_sent or self._gone or self.transport.is_closing()):
+        if not (self.close_sent or self.disconnected or self.transport.is_closing()):
             self.conn.send_close(closing.code, closing.reason)
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.close_sent = True
@@ -275,7 +274,6 @@ class EnvWebSocketProtocol(WebSocketsSansIOProtocol):
     # Connection events.
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._gone = True
         super().connection_lost(exc)
         self._session_over()
 
