@@ -18,6 +18,12 @@ ticket instead of the bearer token, in the handshake's ``Authorization: Fork <ti
 parent in ``forked_from``. A ticket is refused (HTTP 403) when used before, expired, or minted by
 a server with another token.
 
+Tracing: a request may carry ``trace``, the W3C trace context of the client's span
+(``traceparent``, ``tracestate``) as OpenTelemetry's propagators write it, so that the server's
+span of that request joins the client's trace. It is sent only while the client traces, and
+left out of the frame otherwise (``omit_defaults``): untraced requests are byte for byte what
+they were. Servers that predate it ignore it, as msgspec ignores unknown fields.
+
 Schema evolution rule: every field added later must have a default.
 """
 
@@ -95,6 +101,7 @@ class Reset(_Message, tag="reset"):
     seed: int | None = None
     episode_id: str | None = None
     options: dict[str, Any] = {}
+    trace: dict[str, str] | None = None  # trace context (see "Tracing" above)
 
 
 class Step(_Message, Generic[ActT], tag="step"):
@@ -102,12 +109,14 @@ class Step(_Message, Generic[ActT], tag="step"):
 
     id: int
     action: ActT
+    trace: dict[str, str] | None = None  # trace context (see "Tracing" above)
 
 
 class GetState(_Message, tag="get_state"):
     """Ask for the episode's state."""
 
     id: int
+    trace: dict[str, str] | None = None  # trace context (see "Tracing" above)
 
 
 class Fork(_Message, tag="fork"):
@@ -120,6 +129,7 @@ class Fork(_Message, tag="fork"):
 
     id: int
     count: int = 1
+    trace: dict[str, str] | None = None  # trace context (see "Tracing" above)
 
 
 class Close(_Message, tag="close"):

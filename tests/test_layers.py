@@ -20,6 +20,14 @@ FORBIDDEN = {
     "openenv.protocol": ("openenv.client", "openenv.server", "openenv.providers", "openenv.launch"),
     "openenv.upstream": ("openenv.client", "openenv.server", "openenv.providers", "openenv.launch"),
     "openenv.exceptions": ("openenv",),
+    # Counters, traces and logs sit under the client and the server, which both use them.
+    "openenv.observability": (
+        "openenv.client",
+        "openenv.server",
+        "openenv.providers",
+        "openenv.launch",
+        "openenv.bench",
+    ),
     "openenv.client": ("openenv.server", "openenv.providers", "openenv.launch", "openenv.bench"),
     "openenv.server": ("openenv.client", "openenv.providers", "openenv.launch", "openenv.bench"),
     "openenv.providers": ("openenv.client", "openenv.launch", "openenv.bench"),

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
@@ -30,6 +30,7 @@ from openenv.server.dialect import Dialect, serve_asgi
 from openenv.server.environment import Environment
 from openenv.server.forking import TicketBook
 from openenv.server.http_routes import http_routes
+from openenv.server.metrics import ServerMetrics, metrics_endpoint
 from openenv.server.session import Session
 from openenv.server.upstream import UpstreamCodec, UpstreamSession
 from openenv.server.ws_protocol import DIRECT_EXTENSION
@@ -62,6 +63,8 @@ class _EnvServer:
         self.active_sessions = 0  # includes forks parked under a ticket
         self.sessions_served = 0
         self.forks = TicketBook(config.token, config.fork_ticket_ttl, self.reserve, self.release)
+        self.metrics = ServerMetrics() if config.metrics else None
+        self._render_metrics: Any = None  # built on the first scrape
 
     def reserve(self, count: int) -> bool:
         """Take ``count`` session slots if they are all free."""
@@ -90,6 +93,7 @@ class _EnvServer:
         if not self.authorized(scope):
             # Closing before accept refuses the handshake (HTTP 403): no env is ever created.
             log.warning("refused a session from %s: missing or wrong token", _peer(scope))
+            self._refused("token")
             await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
             return
         # The dialect is chosen here: our SDK asks for our subprotocol, anything else (upstream
@@ -100,10 +104,13 @@ class _EnvServer:
         await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
         if self.active_sessions >= self.config.max_sessions:
             log.warning("refused a session from %s: at capacity", _peer(scope))
+            self._refused("capacity")
             await self._refuse_capacity(send)
             return
         self.active_sessions += 1
         self.sessions_served += 1
+        if self.metrics is not None:
+            self.metrics.sessions_opened["openenv"] += 1
         session_id = uuid.uuid4().hex
         log.info(
             "session %s opened from %s (%d active)",
@@ -114,7 +121,7 @@ class _EnvServer:
         try:
             env = self.env_cls(**self.env_kwargs)
             hello = self._hello(session_id)
-            session = Session(env, self.codec, hello, self.config, self.forks)
+            session = Session(env, self.codec, hello, self.config, self.forks, metrics=self.metrics)
             await _serve(session, scope, receive, send)
         except Exception:
             log.exception("session %s failed", session_id)
@@ -128,14 +135,19 @@ class _EnvServer:
         already taken) and needs no bearer token; a ticket that is not valid is refused, and
         so is a client that does not speak our dialect (upstream's has no forks)."""
         if SUBPROTOCOL not in scope.get("subprotocols", ()):
+            self._refused("dialect")
             await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
             return
         fork = self.forks.redeem(ticket.decode("ascii", "replace"))
         if fork is None:
             log.warning("refused a fork ticket from %s: used, expired or not ours", _peer(scope))
+            if self.metrics is not None:
+                self.metrics.tickets_refused += 1
             await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
             return
         self.sessions_served += 1
+        if self.metrics is not None:
+            self.metrics.sessions_opened["openenv"] += 1
         try:
             await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
         except BaseException:
@@ -150,7 +162,15 @@ class _EnvServer:
         )
         try:
             hello = self._hello(session_id, forked_from=fork.parent)
-            session = Session(fork.env, self.codec, hello, self.config, self.forks, fork.was_reset)
+            session = Session(
+                fork.env,
+                self.codec,
+                hello,
+                self.config,
+                self.forks,
+                fork.was_reset,
+                metrics=self.metrics,
+            )
             await _serve(session, scope, receive, send)
         finally:
             self.active_sessions -= 1
@@ -179,6 +199,7 @@ class _EnvServer:
         await send({"type": "websocket.accept"})
         codec = self.upstream_codec
         if self.active_sessions >= self.config.max_sessions:
+            self._refused("capacity")
             limit = self.config.max_sessions
             message = f"server is at capacity ({limit} sessions); retry later or elsewhere"
             error = codec.error(
@@ -192,6 +213,8 @@ class _EnvServer:
             return
         self.active_sessions += 1
         self.sessions_served += 1
+        if self.metrics is not None:
+            self.metrics.sessions_opened["upstream"] += 1
         try:
             try:
                 env = self.env_cls(**self.env_kwargs)
@@ -200,9 +223,31 @@ class _EnvServer:
                 await send({"type": "websocket.send", "text": error})
                 await send({"type": "websocket.close", "code": CloseCode.INTERNAL_ERROR})
                 return
-            await _serve(UpstreamSession(env, codec, self.config), scope, receive, send)
+            session = UpstreamSession(env, codec, self.config, self.metrics)
+            await _serve(session, scope, receive, send)
         finally:
             self.active_sessions -= 1
+
+    def _refused(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.refused(reason)
+
+    async def metrics_route(self, request: Request) -> Response:
+        """``/metrics``: Prometheus text; with a server token, only for requests bearing it."""
+        if not self.authorized(request.scope):
+            headers = {"WWW-Authenticate": "Bearer"}
+            return PlainTextResponse("missing or wrong bearer token\n", 401, headers)
+        if self.metrics is None:
+            return PlainTextResponse("metrics are off on this server (OPENENV_METRICS=0)\n", 404)
+        if self._render_metrics is None:
+            try:
+                collector = self.metrics.collector(lambda: self.active_sessions, self.forks.__len__)
+                self._render_metrics = metrics_endpoint(collector)
+            except ImportError:
+                message = "install prometheus-client (openenv-rl[server]) to serve metrics\n"
+                return PlainTextResponse(message, 501)
+        body, content_type = self._render_metrics()
+        return Response(body, headers={"Content-Type": content_type})
 
     async def health(self, request: Request) -> JSONResponse:
         # "healthy" is upstream's word; its clients and readiness probes look for it.
@@ -261,8 +306,9 @@ def create_app(
 ) -> Starlette:
     """Build the app serving ``env_cls``: one new instance per WebSocket session.
 
-    Routes: ``/ws`` (the sessions, in our dialect or upstream OpenEnv's), ``/health`` and
-    ``/info`` (name, protocol, limits, schemas), and upstream's stateless HTTP routes
+    Routes: ``/ws`` (the sessions, in our dialect or upstream OpenEnv's), ``/health``,
+    ``/info`` (name, protocol, limits, schemas), ``/metrics`` (Prometheus text, see
+    ``openenv.server.metrics``), and upstream's stateless HTTP routes
     ``/reset``, ``/step``, ``/state``, ``/schema``, ``/metadata`` (``openenv.server.http_routes``).
 
     Args:
@@ -276,6 +322,7 @@ def create_app(
             WebSocketRoute("/ws", server),
             Route("/health", server.health),
             Route("/info", server.info),
+            Route("/metrics", server.metrics_route),
             *http_routes(
                 env_cls, server.env_kwargs, server.config, server.authorized, server.schemas
             ),

@@ -33,6 +33,8 @@ class ServerConfig:
         token: bearer token clients must present at the handshake (None: no auth).
         fork_ticket_ttl: seconds a fork ticket stays valid; an unused one is then dropped
             with its copy of the env, freeing its session slot.
+        metrics: count requests, errors and step times for ``/metrics`` (off: the route
+            answers 404 and sessions count nothing).
     """
 
     max_sessions: int = 256
@@ -42,12 +44,14 @@ class ServerConfig:
     step_timeout: float | None = None
     token: str | None = field(default=None, repr=False)
     fork_ticket_ttl: float = 10.0
+    metrics: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
         """Read ``OPENENV_MAX_SESSIONS``, ``OPENENV_MAX_FRAME_BYTES``, ``OPENENV_PING_INTERVAL``,
-        ``OPENENV_PING_TIMEOUT``, ``OPENENV_STEP_TIMEOUT``, ``OPENENV_TOKEN`` and
-        ``OPENENV_FORK_TICKET_TTL``; a value of 0 turns a time limit off."""
+        ``OPENENV_PING_TIMEOUT``, ``OPENENV_STEP_TIMEOUT``, ``OPENENV_TOKEN``,
+        ``OPENENV_FORK_TICKET_TTL`` and ``OPENENV_METRICS`` (0: off); a value of 0 turns a time
+        limit off."""
         env = os.environ if environ is None else environ
         default = cls()
         return cls(
@@ -58,4 +62,6 @@ class ServerConfig:
             step_timeout=_optional_float(env.get("OPENENV_STEP_TIMEOUT"), default.step_timeout),
             token=env.get("OPENENV_TOKEN") or None,
             fork_ticket_ttl=float(env.get("OPENENV_FORK_TICKET_TTL", default.fork_ticket_ttl)),
+            metrics=env.get("OPENENV_METRICS", "1").strip().lower()
+            not in ("0", "false", "no", "off"),
         )

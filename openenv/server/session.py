@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from time import perf_counter as _clock
 from typing import Any
 
 from openenv.protocol import (
@@ -29,6 +30,7 @@ from openenv.server.dialect import Closing, Outgoing, Reply
 from openenv.server.env_call import MAX_ERROR_CHARS, EnvCaller, StepTimeout, finished
 from openenv.server.environment import Environment
 from openenv.server.forking import ParkedFork, TicketBook
+from openenv.server.metrics import ServerMetrics
 
 __all__ = ["Session"]
 
@@ -56,6 +58,7 @@ class Session:
         config: ServerConfig,
         forks: TicketBook | None = None,
         was_reset: bool = False,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self._env = env
         self._codec = codec
@@ -72,36 +75,57 @@ class Session:
         self._sync_step: Callable[[Any], Any] | None = None
         self._observation_type = type(env).observation_type
         self._decode_binary, self._encode_binary = codec.binary_codec
+        self._metrics = metrics
+        self._began = 0.0  # when the request being handled came in (counted with metrics)
         if was_reset:  # a forked session continues its parent's episode
             self._episode_started()
 
     def greeting(self) -> bytes:
         """The ``Hello`` frame."""
-        return self._encode(self._hello)
+        greeting = self._encode(self._hello)
+        if self._metrics is not None:
+            self._metrics.frames_out += 1
+            self._metrics.bytes_out += len(greeting)
+        return greeting
 
     def handle(self, frame: bytes | str) -> Reply:
         """The reply to one request frame, in the kind of frame it came in."""
+        metrics = self._metrics
+        if metrics is not None:
+            self._began = _clock()
+            metrics.frames_in += 1
+            metrics.bytes_in += len(frame)
         step = self._sync_step
         if step is None or frame.__class__ is not bytes or len(frame) > self._max_frame_bytes:
             return self._decoded(frame)
-        # The hot path: a binary frame to a sync env that was reset. What _decoded and _call
-        # do, in one Python frame; anything unusual takes their path.
+        # The hot path: a binary frame to a sync env that was reset, with no trace context.
+        # What _decoded and _call do, in one Python frame; anything unusual takes their path.
         try:
             request = self._decode_binary(frame)
         except Exception:
             return self._decoded(frame)  # says what is wrong with it
-        if request.__class__ is not Step:
+        if request.__class__ is not Step or request.trace is not None:
             return self._request(request, frame)
+        if metrics is not None:
+            metrics.requests[_STEP] += 1
+            entered = _clock()
         try:
             observation = step(request.action)
         except Exception as exc:
             return self._env_raised(exc, request.id, frame)
         if observation.__class__ is not self._observation_type:
             return self._call(request.id, frame, _result, lambda: observation)
-        return self._encode_binary(Result(id=request.id, observation=observation))
+        if metrics is None:
+            return self._encode_binary(Result(id=request.id, observation=observation))
+        left = _clock()
+        reply = self._encode_binary(Result(id=request.id, observation=observation))
+        metrics.step_answered(self._began, left - entered, len(reply))
+        return reply
 
     def _decoded(self, frame: bytes | str) -> Reply:
         if len(frame) > self._max_frame_bytes:
+            if self._metrics is not None:
+                self._metrics.error("too_big")
             return Closing(CloseCode.TOO_BIG, "frame exceeds the server's size limit")
         try:
             request = self._codec.decode(frame)
@@ -110,10 +134,13 @@ class Session:
         return self._request(request, frame)
 
     def _request(self, request: Any, frame: bytes | str) -> Reply:
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.requests[_KINDS[request.__class__], "openenv"] += 1
         if isinstance(request, Step):
             if not self._was_reset:
                 return self._out(_not_reset(request.id), frame)
-            return self._call(request.id, frame, _result, self._env.step, request.action)
+            return self._call(request.id, frame, _stepped, self._env.step, request.action)
         if isinstance(request, Reset):
             return self._call(
                 request.id,
@@ -139,9 +166,18 @@ class Session:
 
     def _out(self, message: _Message, request: bytes | str) -> bytes | str:
         """``message`` encoded for the kind of frame ``request`` came in."""
-        if request.__class__ is bytes:
-            return self._encode(message)
-        return self._codec.encode_text(message)
+        out = (
+            self._encode(message)
+            if request.__class__ is bytes
+            else self._codec.encode_text(message)
+        )
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.frames_out += 1
+            metrics.bytes_out += len(out)
+            if message.__class__ is Error:
+                metrics.error(message.code)
+        return out
 
     def _reset_done(self, request_id: int, observation: Any) -> Result[Any]:
         self._episode_started()
@@ -163,16 +199,34 @@ class Session:
         **kwargs: Any,
     ) -> Reply:
         """Call an env method the cheapest safe way and answer with ``reply(id, result)``."""
+        entered = _clock()
         try:
             started = self._caller.begin(method, *args, **kwargs)
         except Exception as exc:
             return self._env_raised(exc, request_id, frame)
         if finished(started):
-            return self._out(reply(request_id, started), frame)
-        return self._finish(started, request_id, frame, reply)
+            return self._answer(reply, request_id, started, frame, entered)
+        return self._finish(started, request_id, frame, reply, entered)
+
+    def _answer(
+        self, reply: _MakeReply, request_id: int, result: Any, frame: bytes | str, entered: float
+    ) -> bytes | str:
+        """The reply to a call that returned ``result``; a step's times are counted."""
+        if reply is not _stepped:
+            return self._out(reply(request_id, result), frame)
+        metrics, left = self._metrics, _clock()
+        out = self._out(_result(request_id, result), frame)
+        if metrics is not None:
+            metrics.stepped("openenv", _clock() - self._began, left - entered)
+        return out
 
     async def _finish(
-        self, pending: Awaitable[Any], request_id: int, frame: bytes | str, reply: _MakeReply
+        self,
+        pending: Awaitable[Any],
+        request_id: int,
+        frame: bytes | str,
+        reply: _MakeReply,
+        entered: float,
     ) -> Outgoing:
         """Await an env call under the server's step time limit, and answer it."""
         try:
@@ -181,7 +235,7 @@ class Session:
             return self._timed_out(request_id, frame)
         except Exception as exc:
             return self._env_raised(exc, request_id, frame)
-        return self._out(reply(request_id, result), frame)
+        return self._answer(reply, request_id, result, frame, entered)
 
     def _timed_out(self, request_id: int, frame: bytes | str) -> Closing:
         """Past the limit the client gets ``timeout`` and the session closes (1011): the
@@ -227,6 +281,8 @@ class Session:
             if isinstance(exc, Exception):
                 return self._env_raised(exc, request.id, frame)
             raise
+        if self._metrics is not None:
+            self._metrics.forks += count
         parent = self._hello.session_id
         tickets = [forks.issue(ParkedFork(copy, self._was_reset, parent)) for copy in copies]
         return self._out(ForkTickets(id=request.id, tickets=tickets, expires_in=forks.ttl), frame)
@@ -249,3 +305,12 @@ def _state_reply(request_id: int, state: Any) -> StateReply[Any]:
 
 def _result(request_id: int, observation: Any) -> Result[Any]:
     return Result(id=request_id, observation=observation)
+
+
+def _stepped(request_id: int, observation: Any) -> Result[Any]:
+    """A step's reply (:func:`_result`, under a name of its own so that steps are timed)."""
+    return Result(id=request_id, observation=observation)
+
+
+_KINDS = {Reset: "reset", Step: "step", GetState: "state", Fork: "fork", Close: "close"}
+_STEP = ("step", "openenv")

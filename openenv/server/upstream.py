@@ -16,6 +16,7 @@ Same Environment classes as our own dialect; the differences are upstream's (ope
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from time import perf_counter as _clock
 from typing import Any
 
 import msgspec
@@ -25,6 +26,7 @@ from openenv.server.config import ServerConfig
 from openenv.server.dialect import Closing
 from openenv.server.env_call import EnvCaller, EnvCallError, accepted_kwargs
 from openenv.server.environment import Environment
+from openenv.server.metrics import ServerMetrics
 from openenv.upstream import (
     UpClose,
     UpReset,
@@ -125,11 +127,16 @@ class UpstreamSession:
     """
 
     def __init__(
-        self, env: Environment[Any, Any, Any], codec: UpstreamCodec, config: ServerConfig
+        self,
+        env: Environment[Any, Any, Any],
+        codec: UpstreamCodec,
+        config: ServerConfig,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self._caller = EnvCaller(env, config.step_timeout)
         self._codec = codec
         self._max_frame = config.max_frame_bytes
+        self._metrics = metrics
 
     def greeting(self) -> None:
         """Upstream's dialect has none: the client speaks first."""
@@ -137,17 +144,24 @@ class UpstreamSession:
 
     def handle(self, frame: bytes | str) -> Outgoing | Awaitable[Outgoing]:
         """The reply to ``frame``: at once for bad frames and ``close``, else an awaitable."""
-        codec = self._codec
+        codec, metrics = self._codec, self._metrics
+        if metrics is not None:
+            metrics.frames_in += 1
+            metrics.bytes_in += len(frame)
         if not isinstance(frame, str):
             reason = "binary frames are not part of this protocol: send JSON text"
-            error = codec.error(UpstreamCode.SESSION_ERROR, reason)
+            error = self._sent(codec.error(UpstreamCode.SESSION_ERROR, reason), "invalid_message")
             return Closing(CloseCode.UNSUPPORTED_DATA, "binary frame", error)
         if len(frame) > self._max_frame:
+            if metrics is not None:
+                metrics.error("too_big")
             return Closing(CloseCode.TOO_BIG, "frame exceeds the server's size limit")
         try:
             request = codec.decode(frame)
         except (ValueError, RecursionError) as exc:
-            return codec.frame_error(frame, exc)
+            return self._sent(codec.frame_error(frame, exc), "invalid_message")
+        if metrics is not None:
+            metrics.requests[_KINDS[request.__class__], "upstream"] += 1
         if request.__class__ is UpClose:
             return Closing(CloseCode.NORMAL)
         return self._answer(request)
@@ -155,21 +169,42 @@ class UpstreamSession:
     async def _answer(self, request: Any) -> Outgoing:
         codec, caller = self._codec, self._caller
         env = caller.env
+        began = _clock()
         try:
             kind = request.__class__
             if kind is UpStep:
-                return codec.observation(await caller.call(env.step, request.data))
+                observation = await caller.call(env.step, request.data)
+                left = _clock()
+                reply = self._sent(codec.observation(observation))
+                if self._metrics is not None:
+                    self._metrics.stepped("upstream", _clock() - began, left - began)
+                return reply
             if kind is UpReset:
                 arguments = reset_arguments(env, request.data, ("data",))
-                return codec.observation(await caller.call(env.reset, **arguments))
+                return self._sent(codec.observation(await caller.call(env.reset, **arguments)))
             assert kind is UpState
-            return codec.state(await caller.state())
+            return self._sent(codec.state(await caller.state()))
         except InvalidArguments as exc:
-            return codec.error(UpstreamCode.VALIDATION_ERROR, "Invalid message", errors=exc.errors)
+            error = codec.error(UpstreamCode.VALIDATION_ERROR, "Invalid message", errors=exc.errors)
+            return self._sent(error, "invalid_message")
         except EnvCallError as exc:
-            reply = codec.error(UpstreamCode.EXECUTION_ERROR, exc.message)
+            code = "timeout" if exc.timed_out else "env_error"
+            reply = self._sent(codec.error(UpstreamCode.EXECUTION_ERROR, exc.message), code)
             return Closing(CloseCode.INTERNAL_ERROR, frame=reply) if exc.timed_out else reply
+
+    def _sent(self, frame: str, error: str | None = None) -> str:
+        """Count ``frame`` going out (an error reply, with our code for it ``error``)."""
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.frames_out += 1
+            metrics.bytes_out += len(frame)
+            if error is not None:
+                metrics.error(error)
+        return frame
 
     async def release(self) -> None:
         """Close the env; called once, after the session ended."""
         await self._caller.release()
+
+
+_KINDS = {UpReset: "reset", UpStep: "step", UpState: "state", UpClose: "close"}
