@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 BASE_IMAGE ?= $(shell docker image inspect openenv-base:bookworm >/dev/null 2>&1 \
 	&& echo openenv-base:bookworm || echo python:3.11-slim)
 
-.PHONY: install run test test-floor lint images base-image upstream-venv bench-upstream clean
+.PHONY: install run test test-floor lint images base-image upstream-venv bench-upstream docs plots clean
 
 install: $(STAMP)
 
@@ -64,6 +64,20 @@ lint: install
 	$(VENV)/bin/ruff format --check openenv envs
 	$(VENV)/bin/mypy openenv
 
+# The manual (mkdocs.yml): MkDocs Material + mkdocstrings in the docs extra, built with --strict
+# into site/; the plots it shows are drawn from benchmarks/results/ first.
+DOCS_STAMP := $(VENV)/.docs-stamp
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,docs]'
+	touch $(DOCS_STAMP)
+
+plots: $(DOCS_STAMP)
+	$(PY) benchmarks/plots.py
+
+docs: plots
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 # Hermetic env images: wheels built here, installed in the image with pip --no-index.
 images: install
 	$(VENV)/bin/openenv build envs/echo_env envs/coding_env --base-image $(BASE_IMAGE)
@@ -74,4 +88,4 @@ base-image:
 	bash .ci/docker-setup.sh
 
 clean:
-	rm -rf $(VENV) $(UPSTREAM_VENV) $(FLOOR_VENV) .build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(UPSTREAM_VENV) $(FLOOR_VENV) .build .pytest_cache .mypy_cache .ruff_cache site docs/img

@@ -1,8 +1,8 @@
 """Throughput and latency against the number of sessions, for local processes and containers.
 
 Runs ``openenv bench`` (in process, one measurement after another) for each provider and
-session count, writes a CSV and a PNG plot (steps/s and p99 step latency vs sessions), and
-prints a Markdown table for the README. Up to ``--compare-max`` sessions, local processes are
+session count, writes a CSV (``make plots`` draws it: steps/s and p99 step latency vs sessions) and
+prints a Markdown table for the manual. Up to ``--compare-max`` sessions, local processes are
 compared with the references of ``bench --compare`` (interleaved rounds). All sessions of a
 point run from this one process; ``client KiB/session`` is its memory growth per session.
 
@@ -39,32 +39,6 @@ def measure(
         return figures
 
 
-def plot(rows: list[dict[str, object]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (rate, latency) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for provider in dict.fromkeys(str(r["provider"]) for r in rows):
-        mine = [r for r in rows if r["provider"] == provider]
-        sessions = [int(r["sessions"]) for r in mine]  # type: ignore[call-overload]
-        rate.plot(sessions, [r["steps_per_s"] for r in mine], "o-", label=f"openenv, {provider}")
-        latency.plot(sessions, [r["p99_ms"] for r in mine], "o-", label=f"openenv, {provider}")
-        raw = [r["raw_steps_per_s"] for r in mine]
-        if all(raw):
-            rate.plot(sessions, raw, "x--", label=f"Sans-I/O ceiling ({provider} servers)")
-    for axis, title in ((rate, "echo steps/s (all sessions)"), (latency, "p99 step latency, ms")):
-        axis.set_xscale("log", base=2)
-        axis.set_xlabel("concurrent sessions (one client process)")
-        axis.set_title(title)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    latency.set_yscale("log")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -92,8 +66,7 @@ def main() -> None:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    plot(rows, out.with_suffix(".png"))
-    print(f"\nwrote {out.with_suffix('.csv')} and {out.with_suffix('.png')}\n")
+    print(f"\nwrote {out.with_suffix('.csv')}; `make plots` draws it into docs/img/sweep.png\n")
     print(
         "| provider | sessions | start-up s | steps/s | p50 ms | p99 ms | client KiB/session "
         "| vs Sans-I/O | vs websockets | vs HTTP | errors |"

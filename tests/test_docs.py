@@ -1,6 +1,7 @@
-"""Every ```python block of the README runs as written, and prints what the README says.
+"""Every ```python block of the README, the manual (docs/) and the envs' READMEs runs as
+written, and prints what the page says.
 
-Conventions, visible in the README itself:
+Conventions, visible in the pages themselves:
 
 - ``print(...)  # TEXT`` states the line that print writes; the test checks those lines appear
   in the block's output, in order (``# e.g. ...`` marks output that varies: not checked).
@@ -23,7 +24,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-README = REPO / "README.md"
+PAGES = sorted(
+    [REPO / "README.md", *(REPO / "docs").rglob("*.md"), *(REPO / "envs").glob("*/README.md")]
+)
 CONTINUES = "# continues the block above"
 NOT_RUNNABLE = "# not runnable:"
 _FENCE = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -33,7 +36,8 @@ _DOCKER = ("from_docker_image", "LocalDockerProvider")
 
 @dataclass(frozen=True)
 class Block:
-    line: int  # where it starts in the README
+    page: str  # the page, relative to the repository
+    line: int  # where it starts in the page
     code: str  # what runs: the block, after the blocks it continues
 
     @property
@@ -48,30 +52,38 @@ class Block:
     def needs_docker(self) -> bool:
         return any(word in self.code for word in _DOCKER)
 
+    @property
+    def where(self) -> str:
+        return f"{self.page}:{self.line}"
 
-def readme_blocks() -> list[Block]:
-    text = README.read_text()
+
+def page_blocks(path: Path) -> list[Block]:
+    text = path.read_text()
+    page = str(path.relative_to(REPO))
     blocks: list[Block] = []
     for match in _FENCE.finditer(text):
         code = match.group(1)
         line = text.count("\n", 0, match.start()) + 1
-        if code.startswith(CONTINUES) and blocks:
+        if code.startswith(CONTINUES):
+            assert blocks, f"{page}:{line} continues no block"
             code = f"{blocks[-1].code}\n{code}"
-        blocks.append(Block(line, code))
+        blocks.append(Block(page, line, code))
     return blocks
 
 
-BLOCKS = readme_blocks()
+BLOCKS = [block for page in PAGES for block in page_blocks(page)]
 
 
-def test_the_readme_has_python_blocks() -> None:
-    assert len(BLOCKS) >= 5
-    assert any(block.needs_docker for block in BLOCKS)
-    assert any(not block.needs_docker for block in BLOCKS)
+def test_the_pages_have_python_blocks() -> None:
+    readme = [block for block in BLOCKS if block.page == "README.md"]
+    assert len(readme) >= 5
+    assert any(block.needs_docker for block in readme)
+    assert any(not block.needs_docker for block in readme)
+    assert any(block.page.startswith("docs/") for block in BLOCKS)
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"README.md:{b.line}" for b in BLOCKS])
-def test_readme_block_runs_as_written(block: Block, request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("block", BLOCKS, ids=[block.where for block in BLOCKS])
+def test_block_runs_as_written(block: Block, request: pytest.FixtureRequest) -> None:
     if block.own.startswith(NOT_RUNNABLE):
         pytest.skip(block.own.splitlines()[0])
     if block.needs_docker:
@@ -84,9 +96,9 @@ def test_readme_block_runs_as_written(block: Block, request: pytest.FixtureReque
         timeout=180,
         env={**os.environ, "PYTHONPATH": ""},
     )
-    assert done.returncode == 0, f"README.md:{block.line} failed:\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"{block.where} failed:\n{done.stderr[-3000:]}"
     lines = iter(done.stdout.splitlines())
     for expected in block.expected:  # in order, each on a line of its own
         assert any(line == expected for line in lines), (
-            f"README.md:{block.line} should print {expected!r}; it printed:\n{done.stdout}"
+            f"{block.where} should print {expected!r}; it printed:\n{done.stdout}"
         )
