@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable, Coroutine
+from time import perf_counter
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 from urllib.parse import urlsplit
@@ -28,6 +29,8 @@ from openenv.exceptions import (
     VersionMismatchError,
     remote_error,
 )
+from openenv.observability import tracing
+from openenv.observability.calls import CallMetrics
 from openenv.protocol import (
     PROTOCOL_VERSION,
     SUBPROTOCOL,
@@ -82,6 +85,11 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
             loses is listed in ``openenv.client.upstream``.
         ticket: a fork ticket (from :meth:`fork_tickets`): the session opens on that forked
             copy of another session's env, presenting the ticket instead of the token.
+        metrics: counts this client's calls and their latency (shared by many clients; see
+            ``openenv.observability.calls``). Forks of this session share it.
+
+    Calls are traced (OpenTelemetry spans, their context sent to the server) when the
+    application configured an OpenTelemetry SDK before the session opened.
     """
 
     action_type: ClassVar[type[Action]] = Action
@@ -103,6 +111,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         on_close: Callable[[], Awaitable[None]] | None = None,
         protocol: str = "auto",
         ticket: str | None = None,
+        metrics: CallMetrics | None = None,
     ) -> None:
         if protocol not in _PROTOCOLS:
             raise ValueError(f"protocol must be one of {_PROTOCOLS}, not {protocol!r}")
@@ -123,6 +132,9 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         self._deadline = Deadline(timeout)
         self._closed = False
         self._lost = False  # the connection dropped under a call
+        self.metrics = metrics
+        self._tracer = tracing.tracer("openenv.client")
+        self._observed = metrics is not None or self._tracer is not None
 
     # The session.
 
@@ -159,6 +171,8 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
     ) -> Coroutine[Any, Any, StepResult[ObsT]]:
         """Start a new episode; ``options`` go to the env's ``reset``. (A coroutine to await.)"""
         request = Reset(id=next(self._ids), seed=seed, episode_id=episode_id, options=options)
+        if self._observed:
+            return self._observed_call(request, True)
         return self._call(request, step_result=True)
 
     def step(self, action: ActT) -> Coroutine[Any, Any, StepResult[ObsT]]:
@@ -177,11 +191,14 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
             and not isinstance(action, expected)
         ):
             return _raising(_wrong_action(expected, action))
+        if self._observed:
+            return self._observed_call(Step(next(self._ids), action), True)
         return self._call(Step(next(self._ids), action), step_result=True)
 
     async def state(self) -> StateT:
         """The episode's state (id, step count and what the env adds)."""
-        reply = await self._call(GetState(id=next(self._ids)))
+        request = GetState(id=next(self._ids))
+        reply = await (self._observed_call(request) if self._observed else self._call(request))
         assert isinstance(reply, StateReply)
         state: StateT = reply.state
         return state
@@ -227,7 +244,8 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
             raise NotSupportedError(
                 f"{self.endpoint} speaks upstream OpenEnv's dialect, which has no fork"
             )
-        reply = await self._call(Fork(id=next(self._ids), count=count))
+        request = Fork(id=next(self._ids), count=count)
+        reply = await (self._observed_call(request) if self._observed else self._call(request))
         assert isinstance(reply, ForkTickets)
         return reply.tickets
 
@@ -239,6 +257,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
             max_frame_bytes=self.max_frame_bytes,
             protocol="openenv",
             ticket=ticket,
+            metrics=self.metrics,
         )
 
     async def close(self) -> None:
@@ -283,6 +302,33 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         return f"<{type(self).__name__} {self.endpoint}>"
 
     # Internals.
+
+    async def _observed_call(
+        self, request: Reset | Step[Any] | GetState | Fork, step_result: bool = False
+    ) -> Any:
+        """:meth:`_call`, in a span whose context travels with the request, and counted."""
+        kind = _KINDS[type(request)]
+        metrics, tracer = self.metrics, self._tracer
+        began = perf_counter()
+        try:
+            if tracer is None:
+                return await self._call(request, step_result)
+            hello = self._hello
+            attributes = {"openenv.request_id": request.id, "server.address": str(self.endpoint)}
+            if hello is not None:
+                attributes |= {"openenv.env": hello.env, "openenv.session_id": hello.session_id}
+            with tracer.start_as_current_span(
+                f"openenv.{kind}", kind=tracing.CLIENT, attributes=attributes
+            ):
+                request.trace = tracing.carrier()
+                return await self._call(request, step_result)
+        except BaseException:
+            if metrics is not None:
+                metrics.failures[kind] += 1
+            raise
+        finally:
+            if metrics is not None:
+                metrics.latency[kind].record(perf_counter() - began)
 
     async def _call(
         self, request: Reset | Step[Any] | GetState | Fork, step_result: bool = False
@@ -540,6 +586,7 @@ async def _raising(error: Exception) -> Any:
 
 
 _REQUEST_NAMES = {Reset: "reset", Step: "step", GetState: "get_state", Fork: "fork"}
+_KINDS = {Reset: "reset", Step: "step", GetState: "state", Fork: "fork"}  # metrics and spans
 
 
 def _timeout_error(

@@ -33,15 +33,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Seque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from openenv.cleanup import run_to_completion
 from openenv.client.async_client import AsyncEnvClient
 from openenv.exceptions import ConnectError, OpenEnvError, PoolError
 from openenv.launch.spares import SpareServers
+from openenv.observability.calls import CallMetrics
 from openenv.progress import Progress
 from openenv.providers.base import Provider, ServerHandle
 from openenv.types import StepResult
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
 
 __all__ = ["BatchError", "EnvPool", "Episode", "Forks", "PoolStats"]
 
@@ -121,6 +125,9 @@ class EnvPool(Generic[ClientT]):
             are no batch calls.
         spares: servers kept started ahead (each with an open session) in that mode; their
             starts count against ``start_concurrency``.
+        registry: a prometheus-client registry to expose the pool's metrics on: its envs'
+            calls (``openenv_client_*``: calls, failures and latency by kind) and what
+            ``stats`` counts (``openenv_pool_*``). One pool per registry.
     """
 
     def __init__(
@@ -135,6 +142,7 @@ class EnvPool(Generic[ClientT]):
         show_progress: bool = True,
         fresh_per_episode: bool = False,
         spares: int = 2,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         if size < 1 or sessions_per_server < 1:
             raise ValueError("size and sessions_per_server must be at least 1")
@@ -146,6 +154,8 @@ class EnvPool(Generic[ClientT]):
         self.sessions_per_server = sessions_per_server
         self.timeout = timeout
         self.stats = PoolStats()
+        #: The calls of the pool's envs, counted when the pool has a ``registry``.
+        self.metrics = CallMetrics() if registry is not None else None
         self._start_limit = asyncio.Semaphore(start_concurrency)
         self._show_progress = show_progress
         self._slots: list[_Slot[ClientT]] = []
@@ -161,6 +171,10 @@ class EnvPool(Generic[ClientT]):
         self._started = False
         self._closed = False
         self._started_servers = 0
+        if registry is not None:
+            from openenv.launch.pool_metrics import PoolCollector
+
+            registry.register(PoolCollector(self))
 
     # Life cycle.
 
@@ -361,6 +375,11 @@ class EnvPool(Generic[ClientT]):
             self._spares.retire(server, client)
 
     @property
+    def forks_open(self) -> int:
+        """Forks made by :meth:`fork` and not closed yet."""
+        return len(self._forks)
+
+    @property
     def spares_ready(self) -> int:
         """Spare servers ready to hand out now (``fresh_per_episode`` pools; else 0)."""
         return 0 if self._spares is None else self._spares.ready
@@ -445,7 +464,7 @@ class EnvPool(Generic[ClientT]):
         return server
 
     async def _connect(self, server: ServerHandle) -> ClientT:
-        client = self.client_cls(server.endpoint, timeout=self.timeout)
+        client = self.client_cls(server.endpoint, timeout=self.timeout, metrics=self.metrics)
         await client.connect()
         return client
 

@@ -6,8 +6,9 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from time import perf_counter as _clock
-from typing import Any
+from typing import Any, cast
 
+from openenv.observability import tracing
 from openenv.protocol import (
     Close,
     CloseCode,
@@ -26,7 +27,7 @@ from openenv.protocol import (
     Step,
 )
 from openenv.server.config import ServerConfig
-from openenv.server.dialect import Closing, Outgoing, Reply
+from openenv.server.dialect import Closing, Outgoing, Reply, is_ready
 from openenv.server.env_call import MAX_ERROR_CHARS, EnvCaller, StepTimeout, finished
 from openenv.server.environment import Environment
 from openenv.server.forking import ParkedFork, TicketBook
@@ -76,6 +77,9 @@ class Session:
         self._observation_type = type(env).observation_type
         self._decode_binary, self._encode_binary = codec.binary_codec
         self._metrics = metrics
+        # Spans for every request when the process has an OpenTelemetry SDK (then no request
+        # takes the hot path, which has none); else only the request's own trace field counts.
+        self._tracer = tracing.tracer("openenv.server")
         self._began = 0.0  # when the request being handled came in (counted with metrics)
         if was_reset:  # a forked session continues its parent's episode
             self._episode_started()
@@ -134,6 +138,31 @@ class Session:
         return self._request(request, frame)
 
     def _request(self, request: Any, frame: bytes | str) -> Reply:
+        tracer = self._tracer
+        if tracer is None or request.__class__ is Close:
+            return self._serve(request, frame)
+        name = _KINDS[request.__class__]
+        span = tracer.start_span(
+            f"openenv.{name}",
+            context=tracing.parent(request.trace),
+            kind=tracing.SERVER,
+            attributes={
+                "openenv.env": self._hello.env,
+                "openenv.session_id": self._hello.session_id,
+                "openenv.request_id": request.id,
+            },
+        )
+        try:
+            reply = self._serve(request, frame)
+        except BaseException:
+            span.end()
+            raise
+        if is_ready(reply):
+            span.end()
+            return reply
+        return tracing.ending(cast(Awaitable[Outgoing], reply), span)
+
+    def _serve(self, request: Any, frame: bytes | str) -> Reply:
         metrics = self._metrics
         if metrics is not None:
             metrics.requests[_KINDS[request.__class__], "openenv"] += 1
@@ -186,7 +215,11 @@ class Session:
     def _episode_started(self) -> None:
         self._was_reset = True
         step = self._env.step
-        if self._caller.thread is None and not inspect.iscoroutinefunction(step):
+        if (
+            self._caller.thread is None
+            and not inspect.iscoroutinefunction(step)
+            and self._tracer is None
+        ):
             self._sync_step = step
 
     def _call(
