@@ -52,7 +52,7 @@ DIST_NAME = "openenv-rl"
 LOCAL_BASE_IMAGE = "openenv-base:bookworm"  # made by `make base-image` where no registry is
 _FALLBACK_BASE_IMAGE = "python:3.11-slim"
 # Everything any env image installs; one wheelhouse serves them all.
-_EXTRAS = "server,coding"
+_EXTRAS = "server,coding,terminal"
 _PACKAGES = ("openenv", "envs")
 _BUILD_LABEL = "openenv.build"
 _CONTEXT_WHEELS = ".build/wheelhouse"
