@@ -92,7 +92,7 @@ async def test_stdout_stderr_and_exit_code_are_apart(env: AsyncTerminalEnv) -> N
 async def test_commands_keep_every_byte_and_quote(env: AsyncTerminalEnv) -> None:
     command = "printf '%s|' \"it's\" '\"q\"' $'t\\tab' '!!' '$HOME' 'é'; echo"
     seen = await run(env, command)
-    assert seen.stdout == "it's|\"q\"|t\tab|!!|$HOME|é|\n"
+    assert seen.stdout == 'it\'s|"q"|t\tab|!!|$HOME|é|\n'
     multi = await run(env, "for i in 1 2; do\n  echo line $i\ndone\ncat <<'EOF'\nheredoc\nEOF")
     assert multi.stdout == "line 1\nline 2\nheredoc\n"
     assert quote("a'b\n") == "$'a\\x27b\\x0a'"
@@ -206,7 +206,7 @@ async def test_files(env: AsyncTerminalEnv) -> None:
 @module_loop
 async def test_background_processes(env: AsyncTerminalEnv) -> None:
     await run(env, "export WHO=bg; cd /")
-    started = (await env.step(Start("echo $WHO in $PWD; read -t 0.2 x; echo late >&2; exit 5")))
+    started = await env.step(Start("echo $WHO in $PWD; read -t 0.2 x; echo late >&2; exit 5"))
     handle = started.observation.handle
     assert handle is not None and started.observation.running
     polled = (await env.step(Poll(handle, wait_s=10))).observation
@@ -305,7 +305,7 @@ def test_gymnasium_adapter_drives_it() -> None:
         gym_env.reset()
         # Gymnasium has no space for a tagged union: the operation travels as JSON text.
         operation = json.dumps({"op": "exec", "command": "echo gym"})
-        observation, reward, terminated, _, info = gym_env.step({"op": operation})
+        _, _, terminated, _, info = gym_env.step({"op": operation})
         assert info["observation"].stdout == "gym\n" and not terminated
         _, _, _, _, info = gym_env.step(TerminalAction(op=Exec("echo typed")))
         assert info["observation"].stdout == "typed\n"

@@ -373,7 +373,7 @@ class Shell:
         fd = self._ctl_write
         self._send(
             f"{set_command}{keep_dir}{{ {run}; }} {fd}>&- </dev/null >{out.path} 2>{err.path}; "
-            f"__oe_s=$?{back}; builtin printf 'D {seq} %d %s\\0' \"$__oe_s\" \"$PWD\" >&{fd}\n"
+            f'__oe_s=$?{back}; builtin printf \'D {seq} %d %s\\0\' "$__oe_s" "$PWD" >&{fd}\n'
         )
         timed_out = False
         restarted = ""
@@ -404,9 +404,7 @@ class Shell:
             self._waiting.pop(f"D{seq}", None)
             out.close()
             err.close()
-        return Result(
-            stdout, stderr, exit_code, cut_out or cut_err, timed_out, self.cwd, restarted
-        )
+        return Result(stdout, stderr, exit_code, cut_out or cut_err, timed_out, self.cwd, restarted)
 
     async def _interrupt(self) -> bool:
         """Stop the running command as a terminal user would; whether the shell came back."""
@@ -458,7 +456,7 @@ class Shell:
         fd = self._ctl_write
         self._send(
             f"{set_command}{{ ( {run} ) {fd}>&- </dev/null >{out.path} 2>{err.path}; "
-            f"builtin printf 'X %d %d\\0' \"$BASHPID\" \"$?\" >&{fd}; }} 2>/dev/null & "
+            f'builtin printf \'X %d %d\\0\' "$BASHPID" "$?" >&{fd}; }} 2>/dev/null & '
             f"builtin printf 'B {seq} %d\\0' \"$!\" >&{fd}; builtin disown $! 2>/dev/null\n"
         )
         try:

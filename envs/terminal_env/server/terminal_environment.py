@@ -47,7 +47,6 @@ from envs.terminal_env.server.shell import (
     TAG_VAR,
     Background,
     Shell,
-    ShellError,
     remove_tree,
     sweep,
 )

@@ -1,0 +1,1 @@
+grep -rlw ERROR logs --include='*.log' | wc -l > answer.txt

@@ -1,0 +1,1 @@
+test "$(tr -d ' \n' < answer.txt)" = "17"

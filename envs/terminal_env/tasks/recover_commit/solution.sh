@@ -1,0 +1,3 @@
+cd project
+rm -f scratch.txt
+git reset -q --hard 'HEAD@{1}'

@@ -1,0 +1,1 @@
+grep -rl compute_total src | xargs sed -i 's/compute_total/sum_prices/g'
