@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed-stamp
 BASE_IMAGE ?= $(shell docker image inspect openenv-base:bookworm >/dev/null 2>&1 \
 	&& echo openenv-base:bookworm || echo python:3.11-slim)
 
-.PHONY: install run test test-floor lint images base-image upstream-venv bench-upstream docs plots clean
+.PHONY: install run test test-floor lint images base-image upstream-venv trainer-venv bench-upstream \
+	docs plots clean
 
 install: $(STAMP)
 
@@ -35,13 +36,31 @@ $(UPSTREAM_STAMP):
 	$(UPSTREAM_VENV)/bin/python -m pip install --quiet 'openenv-core==0.3.0'
 	touch $(UPSTREAM_STAMP)
 
+# The trainers (TRL, skyrl-gym) in a venv of their own, so the main one stays light: torch's
+# CPU wheel first (from the machine's pip find-links; a plain `torch` would pull ~3 GB of CUDA
+# libraries), then the project with its server, coding and trainer extras. tests/integrations
+# run the trainers from here (examples/trl_grpo.py trains a few GRPO steps on CPU).
+TRAINER_VENV ?= .venv-trainers
+TRAINER_STAMP := $(TRAINER_VENV)/.installed-stamp
+TORCH ?= torch==2.13.0+cpu
+
+trainer-venv: $(TRAINER_STAMP)
+
+$(TRAINER_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(TRAINER_VENV)
+	$(TRAINER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TRAINER_VENV)/bin/python -m pip install --quiet '$(TORCH)'
+	$(TRAINER_VENV)/bin/python -m pip install --quiet -e '.[server,coding,trl,skyrl]' \
+		pytest pytest-timeout pytest-asyncio psutil
+	touch $(TRAINER_STAMP)
+
 # The main job: 256 echo sessions on local server processes from one asyncio client, against
 # a raw websockets ceiling (7 rounds of 2 s, back to back with ours) and a per-step HTTP
 # baseline (~35 s; ~1.5 min on a fresh clone, install included).
 run: install
 	$(VENV)/bin/openenv bench --compare --sessions 256 --duration 1 --rounds 11
 
-test: install upstream-venv
+test: install upstream-venv trainer-venv
 	$(PY) -m pytest
 
 # The lowest releases pyproject.toml allows for the client's dependencies and the server extra
@@ -88,4 +107,5 @@ base-image:
 	bash .ci/docker-setup.sh
 
 clean:
-	rm -rf $(VENV) $(UPSTREAM_VENV) $(FLOOR_VENV) .build .pytest_cache .mypy_cache .ruff_cache site docs/img
+	rm -rf $(VENV) $(UPSTREAM_VENV) $(FLOOR_VENV) $(TRAINER_VENV) .build .pytest_cache .mypy_cache \
+		.ruff_cache site docs/img

@@ -1,0 +1,432 @@
+"""TRL: openenv envs as ``GRPOTrainer(environment_factory=...)`` environments.
+
+::
+
+    factory = EnvironmentFactory(AsyncEchoEnv, LocalProcessProvider("envs.echo_env"),
+                                 max_sessions=8)
+    trainer = GRPOTrainer(model, args=args, train_dataset=data,
+                          environment_factory=factory, callbacks=[factory.callback()])
+
+TRL calls ``factory()`` once per rollout it runs at once and keeps the instances; each
+instance has a sync ``reset(**row)``, one tool method per action kind of the env (see
+:mod:`openenv.integrations.tools`) and ``get_reward()``, and no other public method (TRL
+exposes every public method to the model as a tool). The sessions behind the instances come
+from one :class:`~openenv.EnvPool` (``max_sessions`` sessions, ``sessions_per_server`` per
+server) that starts on the first ``reset``:
+
+- an instance takes a session at ``reset`` and gives it back at its next ``reset``; a session
+  whose connection dropped or whose server died is reopened (on a replacement server if need
+  be) as it is given back, so a dead server costs the rollouts that were on it, not the run;
+- a tool call that fails (bad arguments, the env refused, the session broke) raises
+  :class:`~openenv.integrations.tools.ToolCallError`, which TRL hands to the model as the
+  call's result and counts as a tool failure;
+- the callback closes every session and server when training ends (so does
+  :meth:`EnvironmentFactory.close`, and an exit hook if neither ran).
+
+Also here, for trainers that do not use ``environment_factory``: :func:`reward_function`, an
+async reward function scoring each completion by one env step.
+
+transformers is imported only by the callbacks; the rest needs neither it nor TRL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Generic, TypeVar
+
+from openenv.client.async_client import AsyncEnvClient
+from openenv.client.portal import run_sync
+from openenv.client.sync_client import EnvClient
+from openenv.endpoint import Endpoint
+from openenv.exceptions import OpenEnvError, PoolError
+from openenv.integrations.tools import ToolCallError, ToolSpec, observation_text, tools_of
+from openenv.launch.pool import EnvPool, PoolStats
+from openenv.providers.base import Provider
+from openenv.providers.endpoints import EndpointProvider
+from openenv.types import Action, Observation
+
+__all__ = [
+    "EnvironmentFactory",
+    "ToolCallError",
+    "reward_function",
+]
+
+ClientT = TypeVar("ClientT", bound=AsyncEnvClient[Any, Any, Any])
+
+# Fields of a dataset row that always reach the env's reset when present.
+_RESET_FIELDS = ("seed", "episode_id")
+# How often a reset retries on a fresh session after the one it got turned out dead.
+_RESET_ATTEMPTS = 3
+
+
+def _provider(where: Provider | str | Endpoint | Sequence[str | Endpoint]) -> Provider:
+    if isinstance(where, Provider):
+        return where
+    if isinstance(where, str | Endpoint):
+        return EndpointProvider([where])
+    return EndpointProvider(list(where))
+
+
+class _Sessions(Generic[ClientT]):
+    """The pool behind a factory's instances, on the sync clients' shared loop: started on
+    first use, closed once (by the callback, ``close``, or at exit)."""
+
+    def __init__(self, pool: EnvPool[ClientT]) -> None:
+        self.pool = pool
+        self._lock = threading.Lock()
+        self._started = False
+        self.closed = False
+        self.leased = 0
+        self.tool_calls = 0
+        self.tool_failures = 0
+
+    def start(self) -> None:
+        with self._lock:
+            if self.closed:
+                raise PoolError("the environment factory is closed (training ended)")
+            if not self._started:
+                run_sync(self.pool.start())
+                self._started = True
+                atexit.register(self.close)
+
+    def lease(self) -> _Lease[ClientT]:
+        self.start()
+        # Each TRL instance holds its session from one reset to the next: with more instances
+        # than sessions, acquire() would wait for ever.
+        if self.leased >= self.pool.size:
+            raise PoolError(
+                f"TRL runs more rollouts at once than max_sessions={self.pool.size}: "
+                "raise max_sessions to the trainer's generation batch size"
+            )
+        lease = _Lease(self, self.pool.acquire())
+        lease.client = run_sync(lease.manager.__aenter__())
+        self.leased += 1
+        return lease
+
+    def close(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+        atexit.unregister(self.close)
+        run_sync(self.pool.close())
+
+
+class _Lease(Generic[ClientT]):
+    """One session lent by the pool for one episode (an open ``pool.acquire()`` block)."""
+
+    def __init__(
+        self, sessions: _Sessions[ClientT], manager: AbstractAsyncContextManager[ClientT]
+    ) -> None:
+        self.sessions = sessions
+        self.manager = manager
+        self.client: ClientT | None = None
+
+    def give_back(self) -> None:
+        """Return the session; the pool reopens it first if it broke."""
+        if self.client is not None:
+            self.client = None
+            self.sessions.leased -= 1
+            run_sync(self.manager.__aexit__(None, None, None))
+
+
+class _TRLEnvironment:
+    """What every TRL environment class made by :class:`EnvironmentFactory` shares. Its public
+    methods are exactly ``reset``, ``get_reward`` and the tools (TRL exposes every other
+    public method to the model)."""
+
+    _sessions: _Sessions[Any]
+    _sync_client: type[EnvClient[Any, Any, Any]]
+    _reset_fields: tuple[str, ...]
+    _render: Callable[[Observation], str]
+
+    def __init__(self) -> None:
+        self._lease: _Lease[Any] | None = None
+        self._env: EnvClient[Any, Any, Any] | None = None
+        self._rewards: list[float] = []
+        self._done = False
+
+    def reset(self, **row: Any) -> str:
+        """Start an episode for one dataset row and return the env's first observation as
+        text (TRL appends it to the prompt). Only the row's ``seed`` and ``episode_id`` and
+        the factory's ``reset_fields`` reach the env."""
+        options = {k: row[k] for k in (*_RESET_FIELDS, *self._reset_fields) if k in row}
+        self._rewards, self._done = [], False
+        error: Exception | None = None
+        for _ in range(_RESET_ATTEMPTS):
+            self._give_back()
+            self._lease = lease = self._sessions.lease()
+            assert lease.client is not None
+            self._env = self._sync_client.wrap(lease.client)
+            try:
+                result = self._env.reset(**options)
+            except OpenEnvError as exc:  # a dead session: given back (and healed), then again
+                error = exc
+                continue
+            self._record(result.observation)
+            return "\n\n" + self._render(result.observation)
+        self._give_back()
+        raise PoolError(f"no working env session after {_RESET_ATTEMPTS} tries: {error}")
+
+    def get_reward(self) -> float:
+        """The episode's return: the sum of the env's rewards since ``reset``."""
+        return float(sum(self._rewards))
+
+    def _call(self, spec: ToolSpec, arguments: Mapping[str, Any]) -> str:
+        sessions = self._sessions
+        sessions.tool_calls += 1
+        try:
+            if self._env is None:
+                raise ToolCallError(f"{spec.name}(): no episode yet (reset was not called)")
+            if self._done:
+                raise ToolCallError(f"{spec.name}(): the episode is over; no more calls")
+            action = spec.action(arguments)
+            try:
+                result = self._env.step(action)
+            except OpenEnvError as exc:
+                raise ToolCallError(f"{spec.name}() failed: {exc}") from exc
+        except ToolCallError:
+            sessions.tool_failures += 1
+            raise
+        self._record(result.observation)
+        return self._render(result.observation)
+
+    def _record(self, observation: Observation) -> None:
+        if observation.reward is not None:
+            self._rewards.append(float(observation.reward))
+        self._done = observation.done
+
+    def _give_back(self) -> None:
+        lease, self._lease, self._env = self._lease, None, None
+        if lease is not None and not self._sessions.closed:
+            lease.give_back()
+
+
+def _tool_method(spec: ToolSpec) -> Callable[..., str]:
+    def tool(self: _TRLEnvironment, **arguments: Any) -> str:
+        return self._call(spec, arguments)
+
+    tool.__name__ = tool.__qualname__ = spec.name
+    tool.__doc__ = spec.docstring()
+    signature = spec.signature()
+    tool.__signature__ = signature  # type: ignore[attr-defined]
+    tool.__annotations__ = {
+        name: p.annotation for name, p in signature.parameters.items() if name != "self"
+    }
+    tool.__annotations__["return"] = str
+    return tool
+
+
+class EnvironmentFactory(Generic[ClientT]):
+    """``environment_factory`` for TRL's ``GRPOTrainer``: ``factory()`` makes one environment
+    instance (TRL makes one per rollout it runs at once).
+
+    Args:
+        client_cls: the env's async client, e.g. ``AsyncEchoEnv``.
+        where: a :class:`~openenv.Provider` that starts servers (``LocalProcessProvider``,
+            ``LocalDockerProvider``, …), or the endpoint(s) of servers already running.
+        max_sessions: sessions in the pool: at least the rollouts TRL runs at once (its
+            generation batch size).
+        sessions_per_server: sessions sharing one server.
+        reset_fields: dataset columns passed to the env's ``reset`` as options, besides
+            ``seed`` and ``episode_id``.
+        tool_name: the tool's name for an env with one action kind (default: from the action
+            type, ``EchoAction`` -> ``echo``).
+        render: the text the model reads of an observation (default:
+            :func:`~openenv.integrations.tools.observation_text`).
+        timeout: seconds each env call may take.
+    """
+
+    def __init__(
+        self,
+        client_cls: type[ClientT],
+        where: Provider | str | Endpoint | Sequence[str | Endpoint],
+        *,
+        max_sessions: int,
+        sessions_per_server: int = 16,
+        reset_fields: Sequence[str] = (),
+        tool_name: str | None = None,
+        render: Callable[[Observation], str] = observation_text,
+        timeout: float | None = 60.0,
+    ) -> None:
+        self.client_cls = client_cls
+        self.tools = tools_of(client_cls.action_type, tool_name)
+        pool = EnvPool(
+            client_cls,
+            _provider(where),
+            max_sessions,
+            sessions_per_server=sessions_per_server,
+            timeout=timeout,
+            show_progress=False,
+        )
+        self._sessions: _Sessions[ClientT] = _Sessions(pool)
+        sync_client = type(f"{client_cls.__name__}Sync", (EnvClient,), {"async_client": client_cls})
+        namespace: dict[str, Any] = {
+            "__doc__": f"A {client_cls.__name__} session for one TRL rollout.",
+            "_sessions": self._sessions,
+            "_sync_client": sync_client,
+            "_reset_fields": tuple(reset_fields),
+            "_render": staticmethod(render),
+        }
+        for spec in self.tools:
+            if spec.name in ("reset", "get_reward") or spec.name.startswith("_"):
+                raise ValueError(f"an env tool cannot be called {spec.name!r}; pass tool_name=")
+            namespace[spec.name] = _tool_method(spec)
+        stem = client_cls.__name__.removeprefix("Async")
+        self.environment_class: type[_TRLEnvironment] = type(stem, (_TRLEnvironment,), namespace)
+
+    def __call__(self) -> _TRLEnvironment:
+        return self.environment_class()
+
+    @property
+    def pool(self) -> EnvPool[ClientT]:
+        """The pool the sessions come from (its ``stats`` count replaced envs and servers)."""
+        return self._sessions.pool
+
+    @property
+    def stats(self) -> PoolStats:
+        return self._sessions.pool.stats
+
+    @property
+    def tool_calls(self) -> int:
+        """Tool calls TRL made on this factory's environments so far."""
+        return self._sessions.tool_calls
+
+    @property
+    def tool_failures(self) -> int:
+        """Of those, the calls that failed (reported to the model, training went on)."""
+        return self._sessions.tool_failures
+
+    def callback(self) -> Any:
+        """A ``transformers.TrainerCallback`` that closes every session and server of this
+        factory when training ends."""
+        return _closing_callback(self.close)
+
+    def close(self) -> None:
+        """Close every session and stop every server. Idempotent."""
+        self._sessions.close()
+
+
+def _closing_callback(close: Callable[[], None]) -> Any:
+    from transformers import TrainerCallback
+
+    class CloseEnvs(TrainerCallback):  # type: ignore[misc]
+        """Closes the env sessions and servers at the end of training."""
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            close()
+
+    return CloseEnvs()
+
+
+# TRL's event loop for async reward functions: the pools below are made on it and closed on it.
+
+
+class _LoopPool(Generic[ClientT]):
+    """A pool made on the loop that first uses it (TRL's async reward loop), and closed there."""
+
+    def __init__(self, make: Callable[[], EnvPool[ClientT]]) -> None:
+        self._make = make
+        self._pool: EnvPool[ClientT] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._starting: asyncio.Future[EnvPool[ClientT]] | None = None
+
+    async def get(self) -> EnvPool[ClientT]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not loop:
+            raise RuntimeError(
+                "this env pool belongs to another event loop: TRL's async reward loop made it"
+            )
+        if self._starting is None:
+            self._loop = loop
+            self._starting = loop.create_future()
+            try:
+                pool = await self._make().start()
+            except BaseException as exc:
+                self._starting.set_exception(exc)
+                self._starting = None
+                raise
+            self._pool = pool
+            self._starting.set_result(pool)
+            atexit.register(self.close)  # runs before TRL's own exit hook stops its loop
+        return await asyncio.shield(self._starting)
+
+    def close(self) -> None:
+        """Close the pool on its loop (from any other thread), while that loop still runs."""
+        pool, loop = self._pool, self._loop
+        self._pool = None
+        if pool is not None and loop is not None:
+            _close_on(loop, pool)
+
+
+def _close_on(loop: asyncio.AbstractEventLoop, pool: EnvPool[Any]) -> None:
+    if loop.is_closed() or not loop.is_running():
+        return
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        loop.create_task(pool.close())
+    else:
+        asyncio.run_coroutine_threadsafe(pool.close(), loop).result(timeout=60)
+
+
+def reward_function(
+    client_cls: type[ClientT],
+    where: Provider | str | Endpoint | Sequence[str | Endpoint],
+    to_action: Callable[[Any], Action],
+    *,
+    max_sessions: int,
+    sessions_per_server: int = 16,
+    reset_fields: Sequence[str] = (),
+    timeout: float | None = 60.0,
+    name: str | None = None,
+) -> Any:
+    """An async reward function for ``GRPOTrainer(reward_funcs=[...])``: each completion is
+    one episode, ``reset`` then one ``step(to_action(completion))``, and its reward is the
+    step's (0.0 when the env gives none; None, which TRL ignores, when the env failed).
+
+    TRL runs async reward functions on an event loop of its own in a daemon thread; the pool is
+    made there on the first call, and its callback (``reward.callback()``) closes it there when
+    training ends, before TRL stops that loop. ``reward.close()`` does the same by hand.
+    """
+    pool = _LoopPool(
+        lambda: EnvPool(
+            client_cls,
+            _provider(where),
+            max_sessions,
+            sessions_per_server=sessions_per_server,
+            timeout=timeout,
+            show_progress=False,
+        )
+    )
+    fields = (*_RESET_FIELDS, *reset_fields)
+
+    async def score(completion: Any, row: Mapping[str, Any]) -> float | None:
+        envs = await pool.get()
+        try:
+            async with envs.acquire() as env:
+                await env.reset(**{k: row[k] for k in fields if row.get(k) is not None})
+                result = await env.step(to_action(completion))
+        except OpenEnvError:
+            return None
+        return 0.0 if result.reward is None else float(result.reward)
+
+    async def reward(completions: list[Any], **columns: Any) -> list[float | None]:
+        rows = [
+            {k: v[i] for k, v in columns.items() if isinstance(v, list)}
+            for i in range(len(completions))
+        ]
+        pairs = zip(completions, rows, strict=True)
+        scores = await asyncio.gather(*(score(c, r) for c, r in pairs))
+        return list(scores)
+
+    reward.__name__ = name or f"{client_cls.__name__.removeprefix('Async').lower()}_reward"
+    reward.callback = lambda: _closing_callback(pool.close)  # type: ignore[attr-defined]
+    reward.close = pool.close  # type: ignore[attr-defined]
+    return reward
