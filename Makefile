@@ -55,8 +55,8 @@ $(TRAINER_STAMP): pyproject.toml
 	touch $(TRAINER_STAMP)
 
 # The main job: 256 echo sessions on local server processes from one asyncio client, against
-# a raw websockets ceiling (7 rounds of 2 s, back to back with ours) and a per-step HTTP
-# baseline (~35 s; ~1.5 min on a fresh clone, install included).
+# the Sans-I/O websockets ceiling, the typical websockets app and a per-step HTTP baseline
+# (11 interleaved rounds of 1 s each; ~1 min, ~1.5 min on a fresh clone, install included).
 run: install
 	$(VENV)/bin/openenv bench --compare --sessions 256 --duration 1 --rounds 11
 

@@ -38,9 +38,9 @@ def sweep(results: Path, out: Path) -> None:
             sessions, [float(r["p99_ms"]) for r in mine], "o-", label=f"openenv, {provider}"
         )
         ceiling = [
-            (s, float(r["raw_steps_per_s"]))
+            (s, float(r["sansio_steps_per_s"]))
             for s, r in zip(sessions, mine, strict=True)
-            if r["raw_steps_per_s"]
+            if r["sansio_steps_per_s"]
         ]
         if ceiling:
             rate.plot(

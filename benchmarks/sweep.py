@@ -22,7 +22,7 @@ from pathlib import Path
 
 COLUMNS = ["provider", "sessions", "servers", "startup_s", "steps_per_s", "p50_ms", "p99_ms",
            "cpu_us_per_step", "server_cpu_us_per_step", "client_rss_kib_per_session",
-           "raw_steps_per_s", "vs_raw", "vs_websockets", "vs_http", "errors"]  # fmt: skip
+           "sansio_steps_per_s", "vs_sansio", "vs_websockets", "vs_http", "errors"]  # fmt: skip
 
 
 def measure(
@@ -77,7 +77,7 @@ def main() -> None:
         print(
             f"| {r['provider']} | {r['sessions']} | {r['startup_s']} | {rate:,.0f} "
             f"| {r['p50_ms']} | {r['p99_ms']} | {r['client_rss_kib_per_session']} "
-            f"| {r['vs_raw'] or '-'} | {r['vs_websockets'] or '-'} | {r['vs_http'] or '-'} "
+            f"| {r['vs_sansio'] or '-'} | {r['vs_websockets'] or '-'} | {r['vs_http'] or '-'} "
             f"| {r['errors']} |"
         )
 

@@ -53,13 +53,15 @@ def _build(args: argparse.Namespace) -> int:
     import asyncio
 
     from openenv.images import build_image, env_dir_of
+    from openenv.registry import resolve
 
-    env_dirs = [env_dir_of(name) for name in args.env_dirs]  # every name checked up front
-    if args.tag and len(env_dirs) > 1:
+    if args.tag and len(args.env_dirs) > 1:
         print("openenv build: --tag names one image; build one env at a time", file=sys.stderr)
         return 2
-    for env_dir in env_dirs:
-        report = asyncio.run(build_image(env_dir, tag=args.tag, base_image=args.base_image))
+    # Every name checked up front.
+    builds = [(env_dir_of(name), args.tag or resolve(name).image) for name in args.env_dirs]
+    for env_dir, tag in builds:
+        report = asyncio.run(build_image(env_dir, tag=tag, base_image=args.base_image))
         print(
             f"built {report.tag}: {report.size_bytes / 1e6:.0f} MB in "
             f"{report.wheels_s + report.build_s:.1f} s "

@@ -30,8 +30,10 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from openenv.registry import resolve
     from openenv.testing import RULES, EnvCheckError, check_env
 
+    resolve(args.env)  # no env by that name: a usage error (exit 2), not a broken rule
     try:
         report = check_env(args.env, max_steps=args.max_steps)
     except EnvCheckError as exc:

@@ -18,6 +18,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -34,7 +35,7 @@ import aiodocker
 
 from openenv.exceptions import BuildError, EnvNotFoundError
 from openenv.progress import Progress
-from openenv.registry import import_env_module
+from openenv.registry import image_name, resolve
 
 __all__ = [
     "DIST_NAME",
@@ -56,6 +57,7 @@ _EXTRAS = "server,coding,terminal"
 _PACKAGES = ("openenv", "envs")
 _BUILD_LABEL = "openenv.build"
 _CONTEXT_WHEELS = ".build/wheelhouse"
+_OURS = re.sub(r"[-_.]+", "_", DIST_NAME) + "-"  # how our wheels' file names begin
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,8 @@ class BuildReport:
 
 
 def default_tag(env_dir: Path) -> str:
-    """``envs/echo_env`` -> ``echo-env:latest``."""
-    return f"{env_dir.resolve().name.replace('_', '-')}:latest"
+    """``envs/echo_env`` -> ``echo-env:latest`` (:func:`openenv.registry.image_name`)."""
+    return image_name(str(env_dir.resolve()))
 
 
 def env_dir_of(name: str) -> Path:
@@ -83,8 +85,7 @@ def env_dir_of(name: str) -> Path:
     given = Path(name)
     if (given / "server" / "Dockerfile").is_file():
         return given.resolve()
-    module = import_env_module(name)
-    env_dir = Path(module.__path__[0] if hasattr(module, "__path__") else str(module.__file__))
+    env_dir = resolve(name).directory()
     if not (env_dir / "server" / "Dockerfile").is_file():
         raise EnvNotFoundError(f"env {name!r} has no server/Dockerfile (looked in {env_dir})")
     return env_dir
@@ -134,18 +135,31 @@ def _digest(data: bytes) -> str:
 
 
 def wheelhouse(own: Path, cache: Path) -> Path:
-    """The wheel ``own`` plus every wheel it needs server-side, gathered in ``cache``.
+    """The wheel ``own`` plus every wheel it needs server-side, gathered in a ``wheelhouse``
+    folder beside ``own``; third-party wheels are kept in ``cache`` between builds.
+
+    Our own wheel never stays in ``cache``: pip would take a copy packed from another checkout
+    (same name and version) for ``own``, and gather that checkout's dependencies.
 
     Raises:
         BuildError: pip could not build or fetch a dependency.
     """
     cache.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(cache)]
+    for stale in cache.glob(f"{_OURS}*.whl"):  # left there by builds before this rule
+        stale.unlink(missing_ok=True)
+    target = own.parent / "wheelhouse"
+    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(target)]
     command += ["--find-links", str(cache), f"{own}[{_EXTRAS}]"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise BuildError(f"building wheels failed: {_last_line(done.stderr)}")
-    return cache
+    for wheel in target.glob("*.whl"):
+        kept = cache / wheel.name
+        if not wheel.name.startswith(_OURS) and not kept.exists():
+            partial = cache / f".{wheel.name}.{os.getpid()}.part"  # builds may run at once
+            shutil.copyfile(wheel, partial)
+            os.replace(partial, kept)
+    return target
 
 
 def _last_line(text: str) -> str:
@@ -163,13 +177,12 @@ def _context(dockerfile: Path, wheels: Path, own: Path) -> bytes:
     this project's packages, whose Dockerfile copies it, as ``openenv init``'s does), the cached
     dependencies and our own wheel."""
     buffer = io.BytesIO()
-    ours = re.sub(r"[-_.]+", "_", DIST_NAME) + "-"
     env_dir = dockerfile.parent.parent
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         tar.add(dockerfile, arcname="Dockerfile")
         tar.add(env_dir, arcname=env_dir.name, filter=_skip_caches)
         for wheel in sorted(wheels.glob("*.whl")):
-            if not wheel.name.startswith(ours):  # another build's copy of our wheel
+            if not wheel.name.startswith(_OURS):  # pip's copy of ``own``
                 tar.add(wheel, arcname=f"{_CONTEXT_WHEELS}/{wheel.name}")
         tar.add(own, arcname=f"{_CONTEXT_WHEELS}/{own.name}")
     return buffer.getvalue()

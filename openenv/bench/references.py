@@ -205,7 +205,9 @@ async def websockets_reference(
     from websockets.asyncio.client import connect, unix_connect
 
     with tempfile.TemporaryDirectory(prefix="oe-ws-") as directory:
-        commands = _commands("openenv.bench.raw_server", str(reply_bytes), servers, directory, unix)
+        commands = _commands(
+            "openenv.bench.websockets_server", str(reply_bytes), servers, directory, unix
+        )
         async with _servers(commands) as started, contextlib.AsyncExitStack() as stack:
             connections = []
             for index in range(sessions):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from openenv.bench import quantile
-from openenv.bench.envs import EnvSpec, resolve_env
+from openenv.bench.envs import sample_action
 from openenv.bench.references import (
     Call,
     Reference,
@@ -36,6 +36,7 @@ from openenv.procfs import cpu_seconds, rss_kib
 from openenv.progress import Progress
 from openenv.protocol import Codec, Result, Step, request_type
 from openenv.providers.base import Provider
+from openenv.registry import EnvSpec, resolve
 from openenv.types import StepResult
 
 __all__ = ["BenchOptions", "BenchResult", "LoopFigures", "run_bench"]
@@ -54,7 +55,7 @@ class BenchOptions:
     backend: str = "process"  # ray provider: what each node runs servers as
     ray_address: str | None = None  # ray provider: the cluster (default: RAY_ADDRESS / "auto")
     compare: bool = False
-    rounds: int = 5  # with compare: rounds of ours and the raw ceiling measured back to back
+    rounds: int = 5  # with compare: rounds of ours and each reference measured back to back
     progress: bool = True
 
 
@@ -95,28 +96,15 @@ class BenchResult:
     # per session (with one session, mostly what the first connection imports).
     client_rss_kib_per_session: float = 0.0
 
-    @property
-    def raw(self) -> LoopFigures | None:
-        """The ceiling: the Sans-I/O reference."""
-        return self.references.get("sansio")
-
-    @property
-    def http(self) -> LoopFigures | None:
-        return self.references.get("http")
-
     def ratio(self, reference: str) -> float | None:
         """Ours / ``reference``: the median of the per-round ratios (the lower middle one for
         an even count); for ``sansio``, the ratio of the figures shown."""
         ratios = self.round_ratios.get(reference)
         return statistics.median_low(ratios) if ratios else None
 
-    @property
-    def vs_raw(self) -> float | None:
-        """Ours / the Sans-I/O ceiling."""
-        return self.ratio("sansio")
-
     def as_json(self) -> dict[str, Any]:
-        """The flat figures ``--json`` writes (``raw_*`` are the ceiling's, as ``sansio_*``)."""
+        """The flat figures ``--json`` writes: ours, then ``<reference>_*`` and
+        ``vs_<reference>`` for each reference measured."""
         data: dict[str, Any] = {
             "env": self.env,
             "provider": self.provider,
@@ -124,7 +112,8 @@ class BenchResult:
             "servers": self.servers,
             "message_size": self.message_size,
             "steps": self.ours.steps,
-            "seconds": round(self.ours.seconds, 3),
+            # Microseconds: a short run's rate must be recomputable from steps / seconds.
+            "seconds": round(self.ours.seconds, 6),
             "steps_per_s": round(self.ours.steps_per_s, 1),
             "p50_ms": round(self.ours.p50_ms, 3),
             "p99_ms": round(self.ours.p99_ms, 3),
@@ -135,18 +124,14 @@ class BenchResult:
             "errors": self.errors,
             "client_rss_kib_per_session": round(self.client_rss_kib_per_session, 1),
         }
-        names = [("raw", "sansio")] + [(name, name) for name in self.references]
-        for key, name in names:
-            figures = self.references.get(name)
-            if figures is None:
-                continue
+        for key, figures in self.references.items():
             data[f"{key}_steps_per_s"] = round(figures.steps_per_s, 1)
             data[f"{key}_p50_ms"] = round(figures.p50_ms, 3)
             data[f"{key}_p99_ms"] = round(figures.p99_ms, 3)
             data[f"{key}_cpu_us_per_step"] = round(figures.cpu_us_per_step, 1)
             data[f"{key}_server_cpu_us_per_step"] = _rounded(figures.server_cpu_us_per_step)
-            data[f"vs_{key}"] = _rounded(self.ratio(name), 3)
-            data[f"{key}_round_ratios"] = [round(r, 3) for r in self.round_ratios.get(name, [])]
+            data[f"vs_{key}"] = _rounded(self.ratio(key), 3)
+            data[f"{key}_round_ratios"] = [round(r, 3) for r in self.round_ratios.get(key, [])]
         if self.http_client is not None:
             data["http_client"] = self.http_client
         return data
@@ -247,7 +232,7 @@ def _provider(spec: EnvSpec, options: BenchOptions, servers: int) -> tuple[Provi
 
         if options.backend == "docker":
             return RayProvider(spec.image, backend="docker", address=options.ray_address), 1
-        cluster = RayProvider(spec.app, address=options.ray_address, env=env)
+        cluster = RayProvider(spec.name, address=options.ray_address, env=env)
         return cluster, -(-options.sessions // servers)
     if options.provider == "docker":
         from openenv.providers.docker import LocalDockerProvider
@@ -256,7 +241,7 @@ def _provider(spec: EnvSpec, options: BenchOptions, servers: int) -> tuple[Provi
     from openenv.providers.process import LocalProcessProvider
 
     transport: Literal["unix", "tcp"] = "tcp" if options.transport == "tcp" else "unix"
-    provider = LocalProcessProvider(spec.app, transport=transport, env=env)
+    provider = LocalProcessProvider(spec.name, transport=transport, env=env)
     return provider, -(-options.sessions // servers)
 
 
@@ -284,12 +269,12 @@ async def run_bench(options: BenchOptions) -> BenchResult:
     """Measure ours and, with ``compare``, the references, in interleaved rounds."""
     raise_fd_limit()
     rss_before = _rss_bytes()
-    spec = resolve_env(options.env)
+    spec = resolve(options.env)
     servers = _server_count(options)
     provider, per_server = _provider(spec, options, servers)
-    action = spec.action(options.message_size)
+    action = sample_action(spec, options.message_size)
     pool = EnvPool(
-        spec.client,
+        spec.client(),
         provider,
         options.sessions,
         sessions_per_server=per_server,
@@ -383,10 +368,10 @@ async def _faster_http(
     trial = dataclasses.replace(options, duration=min(options.duration, 1.0), steps=None)
     rates = {}
     for client in ("aiohttp", "httpx"):
-        async with http_reference(options.sessions, servers, spec.app, body, unix, client) as ref:
+        async with http_reference(options.sessions, servers, spec.name, body, unix, client) as ref:
             rates[client] = (await _closed_loops(ref.calls, trial, client)).steps_per_s
     faster = max(rates, key=rates.__getitem__)
-    async with http_reference(options.sessions, servers, spec.app, body, unix, faster) as ref:
+    async with http_reference(options.sessions, servers, spec.name, body, unix, faster) as ref:
         yield ref
 
 

@@ -1,4 +1,4 @@
-"""Gymnasium adapters (``pip install openenv[gym]``).
+"""Gymnasium adapters (``pip install 'openenv-rl[gym]'``).
 
 - :class:`GymEnv`: one env session as a ``gymnasium.Env``; :func:`make_env` starts one.
 - :class:`GymVectorEnv`: an :class:`~openenv.EnvPool` as a ``gymnasium.vector.VectorEnv``,

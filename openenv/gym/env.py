@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 import gymnasium
@@ -12,6 +11,7 @@ from openenv.client import EnvClient
 from openenv.gym.spaces import SpaceMap, action_map, observation_map
 from openenv.launch import Env
 from openenv.protocol import Hello
+from openenv.registry import image_name, resolve
 from openenv.types import StepResult
 
 __all__ = ["GymEnv", "env_classes", "make_env", "spaces_of"]
@@ -24,17 +24,14 @@ def env_classes(env: str | type[Env[Any, Any, Any]]) -> tuple[type[Env[Any, Any,
     package (``"envs.echo_env"``), or the env's :class:`~openenv.launch.Env` class itself.
     """
     if not isinstance(env, str):
-        # The package it serves names the image: envs.echo_env, /path/to/demo_env -> *-env.
-        app = (env.async_client.server_app or env.__name__).split(":")[0].rstrip("/")
-        name = app.replace(os.sep, ".").rsplit(".", 1)[-1]
-        return env, f"{name.replace('_', '-').lower()}:latest"
-    from openenv.bench.envs import resolve_env
-
-    spec = resolve_env(env)
-    for value in vars(spec.module).values():
-        if isinstance(value, type) and issubclass(value, Env) and value.async_client is spec.client:
+        app = env.async_client.server_app
+        return env, resolve(app).image if app else image_name(env.__name__)
+    spec = resolve(env)
+    client = spec.client()
+    for value in vars(spec.import_module()).values():
+        if isinstance(value, type) and issubclass(value, Env) and value.async_client is client:
             return value, spec.image
-    twin = type(f"{spec.client.__name__}Sync", (Env,), {"async_client": spec.client})
+    twin = type(f"{client.__name__}Sync", (Env,), {"async_client": client})
     return twin, spec.image
 
 

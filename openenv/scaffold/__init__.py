@@ -19,6 +19,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from openenv.exceptions import OpenEnvError
+from openenv.registry import image_name
 
 __all__ = ["ScaffoldError", "check_name", "names", "scaffold"]
 
@@ -48,13 +49,13 @@ def check_name(name: str) -> None:
 
 def names(name: str) -> dict[str, str]:
     """The template variables: ``demo_env`` -> name ``demo_env``, base ``demo``, Base ``Demo``,
-    image ``demo-env``."""
+    image ``demo-env:latest``."""
     base = name.removesuffix("_env").strip("_") or name
     return {
         "name": name,
         "base": base,
         "Base": "".join(part.capitalize() for part in base.split("_") if part),
-        "image": name.replace("_", "-"),
+        "image": image_name(name),
     }
 
 

@@ -28,8 +28,8 @@ from typing import Any
 import uvicorn
 
 from openenv.endpoint import is_loopback
-from openenv.exceptions import EnvNotFoundError, ServeError
-from openenv.registry import import_env_module
+from openenv.exceptions import ServeError
+from openenv.registry import resolve
 from openenv.server.config import ServerConfig
 from openenv.server.ws_protocol import EnvWebSocketProtocol
 
@@ -46,28 +46,14 @@ _PROBE_TIMEOUT_S = 1.0
 
 
 def load_app(target: str) -> Any:
-    """Find the ASGI app for ``target``.
-
-    ``target`` is ``module:attribute``, an env package (``envs.echo_env``, whose app is
-    ``envs.echo_env.server.app:app``), that package's path (``envs/echo_env``) or a registered
-    env name (``echo``).
+    """Find the ASGI app for ``target``: anything :func:`openenv.registry.resolve` takes, e.g.
+    an env package (``envs.echo_env``, whose app is ``envs.echo_env.server.app:app``), its path
+    (``envs/echo_env``), a registered env name (``echo``) or ``module:attribute``.
 
     Raises:
-        EnvNotFoundError: no such module or attribute.
+        EnvNotFoundError: no such env, module or attribute.
     """
-    if ":" in target:
-        module_name, _, attribute = target.partition(":")
-        module = import_env_module(module_name)
-    else:
-        from openenv.server.discovery import module_name as package_of
-
-        # package_of also finds env directories given by absolute path (openenv init's clients).
-        module_name, attribute = f"{package_of(target)}.server.app", "app"
-        module = import_env_module(target, module_name)
-    try:
-        return getattr(module, attribute)
-    except AttributeError:
-        raise EnvNotFoundError(f"{module_name} has no attribute {attribute!r}") from None
+    return resolve(target).load_app()
 
 
 def uvicorn_config(

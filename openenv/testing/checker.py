@@ -10,7 +10,7 @@ from types import ModuleType
 from typing import Any
 
 from openenv.exceptions import EnvNotFoundError
-from openenv.server.discovery import app_of, import_env_module
+from openenv.registry import app_of, resolve
 from openenv.server.environment import Environment
 from openenv.testing.direct_rules import run_direct
 from openenv.testing.failures import EnvCheckError, Failure
@@ -153,7 +153,7 @@ def _resolve(target: EnvTarget) -> tuple[type[Environment[Any, Any, Any]], dict[
     module = target
     if isinstance(target, str):
         try:
-            module = import_env_module(target)
+            module = resolve(target).import_module()
         except (ImportError, EnvNotFoundError) as exc:
             raise _NotFound(Failure("import", target, f"cannot import it: {exc}")) from exc
         except Exception as exc:  # the env's own code failed while being imported

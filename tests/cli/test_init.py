@@ -165,6 +165,18 @@ def test_the_templates_ship_in_the_wheel(tmp_path: Path) -> None:
     assert len(expected) == 10 and expected <= shipped
 
 
+def test_every_build_stage_but_the_last_carries_the_build_label(demo: Any) -> None:
+    # openenv build removes the stages it leaves untagged by this label; a stage without it
+    # stays behind as a <none> image (223 MB for the scaffold's) after every build.
+    dockerfiles = [Path(demo.__file__).parent / "server" / "Dockerfile"]
+    dockerfiles += sorted((ROOT / "envs").glob("*/server/Dockerfile"))
+    for dockerfile in dockerfiles:
+        stages = dockerfile.read_text().split("\nFROM ")[1:]
+        assert len(stages) > 1, dockerfile
+        for stage in stages[:-1]:
+            assert "LABEL openenv.build=${OPENENV_BUILD}" in stage, (dockerfile, stage)
+
+
 @pytest.mark.timeout(600)
 @pytest.mark.usefixtures("docker_images")
 async def test_openenv_build_makes_an_image_that_serves(demo: Any, tmp_path: Path) -> None:

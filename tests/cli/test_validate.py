@@ -81,14 +81,14 @@ def test_the_echo_env_passes(tmp_path: Path) -> None:
     ]
 
 
-def test_an_unimportable_target_is_one_line(tmp_path: Path) -> None:
+def test_no_env_by_that_name_is_a_usage_error(tmp_path: Path) -> None:
     done = validate("no_such_env", cwd=tmp_path)
-    assert done.returncode == 1
-    assert done.stdout == (
-        "import: no_such_env: cannot import it: no env 'no_such_env': no module named "
-        "'no_such_env' (give an env package such as envs.echo_env, its directory, module:app, or "
-        "a registered name: coding, echo)\n"
+    assert (done.returncode, done.stdout) == (2, "")  # as for serve, build and bench
+    assert done.stderr.startswith(
+        "openenv validate: no env 'no_such_env': no module named 'no_such_env' (give an env "
+        "package such as envs.echo_env, its directory, module:app, or a registered name: "
     )
+    assert "echo" in done.stderr and done.stderr.count("\n") == 1
 
 
 def test_an_env_whose_import_fails_is_one_line(tmp_path: Path) -> None:

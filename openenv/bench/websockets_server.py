@@ -1,9 +1,8 @@
-"""The ceiling baseline: a bare ``websockets`` server answering every frame with a fixed reply.
+"""The typical-app reference: websockets' own asyncio server answering every frame with a
+fixed reply, as an env server written the usual way with websockets would, less the env.
 
-It does what an env server must do at the least (receive a frame, send one back) and nothing
-else, so ``our steps/s ÷ its steps/s`` is the share of the transport's ceiling we reach. Run as
-``python -m openenv.bench.raw_server REPLY_BYTES [UNIX_SOCKET_PATH]``; it prints its address
-(``ws://127.0.0.1:PORT/`` or ``unix://PATH``) once it accepts connections.
+Run as ``python -m openenv.bench.websockets_server REPLY_BYTES [UNIX_SOCKET_PATH]``; it prints
+its address (``ws://127.0.0.1:PORT/`` or ``unix://PATH``) once it accepts connections.
 """
 
 from __future__ import annotations
