@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -20,8 +21,6 @@ EXIT_CODES = """exit codes:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import os
-
     from openenv.server.serve import is_loopback, serve
 
     if args.uds is None and not is_loopback(args.host) and not os.environ.get("OPENENV_TOKEN"):
@@ -45,6 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
         ready_file=args.ready_file,
         watch_parent=args.watch_parent,
         log_level=args.log_level,
+        log_format=args.log_format,
     )
     return 0
 
@@ -205,6 +205,13 @@ def _parser() -> argparse.ArgumentParser:
         default="warning",
         help="info: sessions opened and closed, env errors; warning: refused sessions, "
         "step time-outs (default). Tokens are never logged.",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=os.environ.get("OPENENV_LOG_FORMAT", "text"),
+        help="json: one JSON object per line, with session_id and request_id fields "
+        "(default: $OPENENV_LOG_FORMAT, else text)",
     )
     serve.add_argument(
         "--insecure-no-token",

@@ -92,7 +92,11 @@ class _EnvServer:
             return
         if not self.authorized(scope):
             # Closing before accept refuses the handshake (HTTP 403): no env is ever created.
-            log.warning("refused a session from %s: missing or wrong token", _peer(scope))
+            log.warning(
+                "refused a session from %s: missing or wrong token",
+                _peer(scope),
+                extra={"peer": _peer(scope), "reason": "token"},
+            )
             self._refused("token")
             await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
             return
@@ -103,7 +107,11 @@ class _EnvServer:
             return
         await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
         if self.active_sessions >= self.config.max_sessions:
-            log.warning("refused a session from %s: at capacity", _peer(scope))
+            log.warning(
+                "refused a session from %s: at capacity",
+                _peer(scope),
+                extra={"peer": _peer(scope), "reason": "capacity"},
+            )
             self._refused("capacity")
             await self._refuse_capacity(send)
             return
@@ -117,6 +125,7 @@ class _EnvServer:
             session_id,
             _peer(scope),
             self.active_sessions,
+            extra={"session_id": session_id, "peer": _peer(scope)},
         )
         try:
             env = self.env_cls(**self.env_kwargs)
@@ -124,11 +133,16 @@ class _EnvServer:
             session = Session(env, self.codec, hello, self.config, self.forks, metrics=self.metrics)
             await _serve(session, scope, receive, send)
         except Exception:
-            log.exception("session %s failed", session_id)
+            log.exception("session %s failed", session_id, extra={"session_id": session_id})
             raise
         finally:
             self.active_sessions -= 1
-            log.info("session %s closed (%d active)", session_id, self.active_sessions)
+            log.info(
+                "session %s closed (%d active)",
+                session_id,
+                self.active_sessions,
+                extra={"session_id": session_id},
+            )
 
     async def _serve_fork(self, ticket: bytes, scope: Scope, receive: Receive, send: Send) -> None:
         """A session opened with a fork ticket: it serves the parked copy (whose slot is
@@ -140,7 +154,11 @@ class _EnvServer:
             return
         fork = self.forks.redeem(ticket.decode("ascii", "replace"))
         if fork is None:
-            log.warning("refused a fork ticket from %s: used, expired or not ours", _peer(scope))
+            log.warning(
+                "refused a fork ticket from %s: used, expired or not ours",
+                _peer(scope),
+                extra={"peer": _peer(scope), "reason": "ticket"},
+            )
             if self.metrics is not None:
                 self.metrics.tickets_refused += 1
             await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
@@ -159,6 +177,7 @@ class _EnvServer:
             session_id,
             fork.parent,
             self.active_sessions,
+            extra={"session_id": session_id, "forked_from": fork.parent},
         )
         try:
             hello = self._hello(session_id, forked_from=fork.parent)
@@ -174,7 +193,12 @@ class _EnvServer:
             await _serve(session, scope, receive, send)
         finally:
             self.active_sessions -= 1
-            log.info("session %s closed (%d active)", session_id, self.active_sessions)
+            log.info(
+                "session %s closed (%d active)",
+                session_id,
+                self.active_sessions,
+                extra={"session_id": session_id},
+            )
 
     def _hello(self, session_id: str, forked_from: str | None = None) -> Hello:
         return Hello(

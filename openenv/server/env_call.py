@@ -130,7 +130,12 @@ class EnvCaller:
             if inspect.isawaitable(closing):
                 await closing
         except Exception:
-            log.warning("env close failed in session %s", session or "?", exc_info=True)
+            log.warning(
+                "env close failed in session %s",
+                session or "?",
+                exc_info=True,
+                extra={"session_id": session},
+            )
         if self.thread is not None:
             self.thread.shutdown(wait=False, cancel_futures=True)
 

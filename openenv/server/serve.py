@@ -98,16 +98,23 @@ def serve(
     ready_file: str | None = None,
     watch_parent: bool = False,
     log_level: str = "warning",
+    log_format: str = "text",
 ) -> None:
     """Serve ``target`` (an app or a :func:`load_app` string) until interrupted.
+
+    ``log_format`` is ``"text"`` or ``"json"`` (one JSON object per line, with session and
+    request ids as fields: :mod:`openenv.observability.logs`).
 
     Raises:
         EnvNotFoundError: ``target`` names no env.
         ServeError: the address is in use (or a live server answers on ``uds``).
     """
-    _log_to_stderr(log_level)
+    _log_to_stderr(log_level, log_format)
     app = load_app(target) if isinstance(target, str) else target
-    server = uvicorn.Server(uvicorn_config(app, host, port, uds, log_level=log_level))
+    overrides: dict[str, Any] = {"log_level": log_level}
+    if log_format == "json":
+        overrides["log_config"] = None  # uvicorn's own lines go through our JSON handler
+    server = uvicorn.Server(uvicorn_config(app, host, port, uds, **overrides))
     sock = bind_socket(host, port, uds)
     bound = os.stat(uds) if uds is not None else None
     terminated = _note_sigterm()
@@ -136,15 +143,31 @@ def _note_sigterm() -> list[int]:
     return received
 
 
-def _log_to_stderr(level: str) -> None:
+def _log_to_stderr(level: str, log_format: str = "text") -> None:
     """Sessions opened and closed (info), env errors (info; tracebacks at debug), refused
-    handshakes and failures (warning) from the ``openenv.server`` logger. Tokens never appear."""
+    handshakes and failures (warning) from the ``openenv.server`` logger. Tokens and fork
+    tickets never appear (:class:`~openenv.observability.logs.Redact` also guards uvicorn's
+    and websockets' debug lines). In JSON, every line of the process is JSON."""
+    from openenv.observability.logs import JsonFormatter, Redact
+
+    if log_format not in ("text", "json"):
+        raise ValueError(f"log_format must be 'text' or 'json', not {log_format!r}")
     logger = logging.getLogger("openenv")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+    for name in ("openenv", "uvicorn.error"):
+        named = logging.getLogger(name)
+        if not any(isinstance(f, Redact) for f in named.filters):
+            named.addFilter(Redact())
+    logging.getLogger("uvicorn").setLevel(level.upper())
+    logger.setLevel(level.upper())
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter(secrets=[ServerConfig.from_env().token]))
+        logging.getLogger().addHandler(handler)  # uvicorn's, asyncio's and ours
+    else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
-    logger.setLevel(level.upper())
 
 
 def bind_socket(host: str, port: int, uds: str | None) -> socket.socket:

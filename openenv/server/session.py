@@ -276,7 +276,9 @@ class Session:
         limit = self._config.step_timeout
         message = f"the environment exceeded the server's {limit} s step limit; session closed"
         error = Error(code=ErrorCode.TIMEOUT, message=message, id=request_id)
-        log.warning("session %s: %s", self._hello.session_id, message)
+        session_id = self._hello.session_id
+        extra = {"session_id": session_id, "request_id": request_id}
+        log.warning("session %s: %s", session_id, message, extra=extra)
         return Closing(CloseCode.INTERNAL_ERROR, frame=self._out(error, frame))
 
     async def _fork(self, request: Fork, frame: bytes | str) -> Outgoing:
@@ -321,8 +323,10 @@ class Session:
         return self._out(ForkTickets(id=request.id, tickets=tickets, expires_in=forks.ttl), frame)
 
     def _env_raised(self, exc: Exception, request_id: int, frame: bytes | str) -> bytes | str:
-        log.info("env raised in session %s: %r", self._hello.session_id, exc)
-        log.debug("traceback of the env error", exc_info=exc)
+        session_id = self._hello.session_id
+        extra = {"session_id": session_id, "request_id": request_id}
+        log.info("env raised in session %s: %r", session_id, exc, extra=extra)
+        log.debug("traceback of the env error", exc_info=exc, extra=extra)
         message = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
         return self._out(Error(code=ErrorCode.ENV_ERROR, message=message, id=request_id), frame)
 
