@@ -9,6 +9,7 @@
     │   ├── CapacityError       the server is serving its maximum number of sessions
     │   └── EnvMismatchError    the server serves another env than the client's
     ├── ConnectionLostError     the session's connection dropped (server or container gone)
+    ├── InheritedSessionError   a forked child called a session its parent opened
     ├── EnvTimeoutError         a call got no reply in time (also a ``TimeoutError``)
     ├── ActionTypeError         ``step`` got an action of another type (also a ``TypeError``)
     ├── ProtocolError           the peer sent something outside the protocol
@@ -49,6 +50,7 @@ __all__ = [
     "EnvNotFoundError",
     "EnvTimeoutError",
     "ErrorCode",
+    "InheritedSessionError",
     "InvalidActionError",
     "InvalidMessageError",
     "NotResetError",
@@ -164,6 +166,24 @@ class ConnectionLostError(OpenEnvError):
         super().__init__(message)
         self.code = code
         self.reason = reason
+
+
+class InheritedSessionError(OpenEnvError):
+    """A sync session was called in a process forked from the one that opened it.
+
+    The session belongs to the parent: its socket is shared with it, and a message from the
+    child would interleave with the parent's. The parent's session goes on working; the child
+    opens sessions of its own (``EchoEnv(parent_env.endpoint)`` reaches the same server).
+    ``close()`` in the child only lets go of its copy: no close frame, and the server the parent
+    started keeps running.
+
+    Attributes:
+        owner_pid: the id of the process that opened the session.
+    """
+
+    def __init__(self, message: str, *, owner_pid: int) -> None:
+        super().__init__(message)
+        self.owner_pid = owner_pid
 
 
 class EnvTimeoutError(OpenEnvError, TimeoutError):

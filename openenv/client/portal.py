@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import threading
 import time
 from collections.abc import Coroutine
@@ -197,6 +198,17 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 _portal: _Portal | None = None
 _portal_lock = threading.Lock()
+
+
+def _forget_the_parents_portal() -> None:
+    """In a forked child: the parent's loop thread does not exist here, and its locks may be
+    held by it forever. The child's first sync call makes a portal of its own."""
+    global _portal, _portal_lock
+    _portal = None
+    _portal_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_the_parents_portal)
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T], off_loop: OffLoopWaits | None = None) -> T:

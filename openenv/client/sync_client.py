@@ -7,12 +7,14 @@ session run off that loop, blocking on the socket (see ``client.portal``).
 
 from __future__ import annotations
 
+import os
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
 from openenv.client.async_client import DEFAULT_MAX_FRAME_BYTES, AsyncEnvClient, OffLoop
 from openenv.client.portal import run_sync
 from openenv.endpoint import Endpoint
+from openenv.exceptions import InheritedSessionError
 from openenv.protocol import Hello
 from openenv.types import Action, Observation, State, StepResult, declare_types
 
@@ -71,6 +73,18 @@ class EnvClient(Generic[ActT, ObsT, StateT]):
     def _attach(self, client: AsyncEnvClient[Any, Any, Any]) -> None:
         self._async: AsyncEnvClient[ActT, ObsT, StateT] = client
         self._off_loop = OffLoop(client)
+        self._owner_pid = os.getpid()
+        self._abandoned = False  # closed in a forked child: let go of, never closed
+
+    def _mine(self) -> AsyncEnvClient[ActT, ObsT, StateT]:
+        """The async twin, unless this process is a fork of the one that opened the session."""
+        if os.getpid() != self._owner_pid:
+            raise InheritedSessionError(
+                f"{self!r} was opened by process {self._owner_pid}, which forked this one: "
+                f"open a session of this process's own (e.g. {type(self).__name__}(endpoint))",
+                owner_pid=self._owner_pid,
+            )
+        return self._async
 
     @classmethod
     def wrap(cls: type[SyncT], client: AsyncEnvClient[Any, Any, Any]) -> SyncT:
@@ -97,7 +111,7 @@ class EnvClient(Generic[ActT, ObsT, StateT]):
     @property
     def closed(self) -> bool:
         """Whether ``close`` was called."""
-        return self._async.closed
+        return self._async.closed or self._abandoned
 
     @property
     def timeout(self) -> float | None:
@@ -110,42 +124,46 @@ class EnvClient(Generic[ActT, ObsT, StateT]):
 
     @property
     def usable(self) -> bool:
-        """Whether the session can take another call."""
-        return self._async.usable
+        """Whether the session can take another call (never in a forked child)."""
+        return os.getpid() == self._owner_pid and self._async.usable
 
     def connect(self) -> Hello:
         """Open the session now rather than on the first call."""
-        return run_sync(self._async.connect())
+        return run_sync(self._mine().connect())
 
     def reset(
         self, *, seed: int | None = None, episode_id: str | None = None, **options: Any
     ) -> StepResult[ObsT]:
         """Start a new episode."""
-        reset = self._async.reset(seed=seed, episode_id=episode_id, **options)
+        reset = self._mine().reset(seed=seed, episode_id=episode_id, **options)
         return run_sync(reset, self._off_loop)
 
     def step(self, action: ActT) -> StepResult[ObsT]:
         """Apply ``action``."""
-        return run_sync(self._async.step(action), self._off_loop)
+        return run_sync(self._mine().step(action), self._off_loop)
 
     def state(self) -> StateT:
         """The episode's state."""
-        return run_sync(self._async.state(), self._off_loop)
+        return run_sync(self._mine().state(), self._off_loop)
 
     def fork(self: SyncT) -> SyncT:
         """A new session whose env is a copy of this one's; see ``AsyncEnvClient.fork``."""
-        return self.wrap(run_sync(self._async.fork()))
+        return self.wrap(run_sync(self._mine().fork()))
 
     def fork_many(self: SyncT, count: int) -> list[SyncT]:
         """``count`` forks of this session; see ``AsyncEnvClient.fork_many``."""
-        return [self.wrap(fork) for fork in run_sync(self._async.fork_many(count))]
+        return [self.wrap(fork) for fork in run_sync(self._mine().fork_many(count))]
 
     def fork_tickets(self, count: int = 1) -> list[str]:
         """Tickets for ``count`` copies of this env; see ``AsyncEnvClient.fork_tickets``."""
-        return run_sync(self._async.fork_tickets(count))
+        return run_sync(self._mine().fork_tickets(count))
 
     def close(self) -> None:
-        """End the session and stop the server this client started, if any."""
+        """End the session and stop the server this client started, if any. In a forked child
+        it only lets go of the parent's session (see :class:`InheritedSessionError`)."""
+        if os.getpid() != self._owner_pid:
+            self._abandoned = True
+            return
         run_sync(self._async.close())
 
     def __enter__(self: SyncT) -> SyncT:
