@@ -89,43 +89,102 @@ class ToolSpec:
 def tools_of(action_type: type[Action], name: str | None = None) -> list[ToolSpec]:
     """The tools of an env whose actions are ``action_type``: one per action kind.
 
-    An action type is one kind (``EchoAction`` -> a tool ``echo(message: str)``); a union of
-    action structs is one kind per member. ``name`` overrides the tool's name for a single
-    kind. Field types the tool-schema readers do not know (nested structs) are passed as
-    ``dict`` and converted by msgspec when the action is built.
+    An action type is one kind (``EchoAction`` -> a tool ``echo(message: str)``). An action
+    whose one field holds a union of tagged structs (the terminal env's ``TerminalAction(op=
+    Exec | WriteFile | ...)``) is one kind per member, named by its tag (``exec``,
+    ``write_file``, ...); so is a union of action structs. ``name`` overrides the tool's name
+    for a single kind. Field types the tool-schema readers do not know are given as what a
+    model can write: nested structs as ``dict``, ``bytes`` as ``str`` (encoded as UTF-8).
     """
-    kinds = [a for a in typing.get_args(action_type) if isinstance(a, type)] or [action_type]
+    kinds = _kinds(action_type)
     if name is not None and len(kinds) != 1:
         raise ValueError("name= names the tool of an env with one action kind")
-    return [_spec(kind, name) for kind in kinds]
+    return [_spec(kind, wrap, name) for kind, wrap in kinds]
 
 
-def _spec(kind: type[Action], name: str | None) -> ToolSpec:
-    if not (isinstance(kind, type) and issubclass(kind, msgspec.Struct)):
-        raise TypeError(f"an action kind must be a msgspec Struct, not {kind!r}")
+def _kinds(action_type: type[Any]) -> list[tuple[type[Any], Callable[[Any], Action]]]:
+    """(kind, wrap) per action kind: ``wrap`` turns a value of the kind into the action."""
+    members = [a for a in typing.get_args(action_type) if isinstance(a, type)]
+    if members:
+        return [(member, _same) for member in members]
+    if not (isinstance(action_type, type) and issubclass(action_type, msgspec.Struct)):
+        raise TypeError(f"an action type must be a msgspec Struct, not {action_type!r}")
+    own = [f for f in _fields(action_type) if not _bookkeeping(action_type, f.name)]
+    if len(own) == 1:
+        options = typing.get_args(typing.get_type_hints(action_type)[own[0].name])
+        if options and all(_tagged(option) for option in options):
+            wrap = functools.partial(_wrap, action_type, own[0].name)
+            return [(option, wrap) for option in options]
+    return [(action_type, _same)]
+
+
+def _fields(kind: type[Any]) -> tuple[msgspec.inspect.Field, ...]:
     info = msgspec.inspect.type_info(kind)
     assert isinstance(info, msgspec.inspect.StructType)
+    return info.fields
+
+
+def _tagged(option: Any) -> bool:
+    if not (isinstance(option, type) and issubclass(option, msgspec.Struct)):
+        return False
+    info = msgspec.inspect.type_info(option)
+    return isinstance(info, msgspec.inspect.StructType) and info.tag is not None
+
+
+def _bookkeeping(kind: type[Any], field: str) -> bool:
+    """The base Action's ``metadata``: not the model's to fill."""
+    return field == "metadata" and issubclass(kind, Action)
+
+
+def _same(action: Any) -> Action:
+    return action  # type: ignore[no-any-return]
+
+
+def _wrap(action_type: type[Any], field: str, value: Any) -> Action:
+    return action_type(**{field: value})  # type: ignore[no-any-return]
+
+
+def _spec(kind: type[Any], wrap: Callable[[Any], Action], name: str | None) -> ToolSpec:
     hints = typing.get_type_hints(kind)
     _, definitions = msgspec.json.schema_components([kind])
     properties = definitions.get(kind.__name__, {}).get("properties", {})
     parameters = []
-    for field in info.fields:
-        if field.name == "metadata" and issubclass(kind, Action):
-            continue  # the base Action's bookkeeping field, not the model's to fill
+    encoded = []
+    for field in _fields(kind):
+        if _bookkeeping(kind, field.name):
+            continue
         default = inspect.Parameter.empty if field.required else _default(field)
         description = _describe(field, properties, kind)
         parameters.append((field.name, _annotation(hints[field.name]), default, description))
-    description = inspect.cleandoc(kind.__doc__ or "") or f"Take a {kind.__name__} action."
+        if hints[field.name] is bytes:
+            encoded.append(field.name)
+    info = msgspec.inspect.type_info(kind)
+    tag = info.tag if isinstance(info, msgspec.inspect.StructType) else None
     return ToolSpec(
-        name=name or _tool_name(kind.__name__),
-        description=description.splitlines()[0] if description else description,
+        name=name or (tag if isinstance(tag, str) else _tool_name(kind.__name__)),
+        description=_summary(kind),
         parameters=tuple(parameters),
-        build=functools.partial(_build, kind),
+        build=functools.partial(_build, kind, wrap, tuple(encoded)),
     )
 
 
-def _build(kind: type[Action], arguments: Mapping[str, Any]) -> Action:
-    return msgspec.convert(dict(arguments), kind)
+def _summary(kind: type[Any]) -> str:
+    """The first paragraph of the kind's docstring, on one line."""
+    paragraph = inspect.cleandoc(kind.__doc__ or "").split("\n\n")[0]
+    return " ".join(paragraph.split()) or f"Take a {kind.__name__} action."
+
+
+def _build(
+    kind: type[Any],
+    wrap: Callable[[Any], Action],
+    encoded: tuple[str, ...],
+    arguments: Mapping[str, Any],
+) -> Action:
+    values = dict(arguments)
+    for field in encoded:  # a model writes text; the kind wants bytes
+        if isinstance(values.get(field), str):
+            values[field] = values[field].encode()
+    return wrap(msgspec.convert(values, kind))
 
 
 def _default(field: msgspec.inspect.Field) -> Any:
@@ -139,6 +198,8 @@ def _annotation(hint: Any) -> Any:
     origin = typing.get_origin(hint)
     if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
         return dict
+    if hint is bytes:
+        return str
     if origin in (list, tuple, set, frozenset):
         return list
     if origin is dict:

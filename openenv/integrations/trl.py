@@ -33,20 +33,14 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import threading
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, TypeVar
 
 from openenv.client.async_client import AsyncEnvClient
-from openenv.client.portal import run_sync
-from openenv.client.sync_client import EnvClient
-from openenv.endpoint import Endpoint
-from openenv.exceptions import OpenEnvError, PoolError
+from openenv.exceptions import OpenEnvError
+from openenv.integrations.sessions import EpisodeSession, Sessions, Where, provider_of
 from openenv.integrations.tools import ToolCallError, ToolSpec, observation_text, tools_of
 from openenv.launch.pool import EnvPool, PoolStats
-from openenv.providers.base import Provider
-from openenv.providers.endpoints import EndpointProvider
 from openenv.types import Action, Observation
 
 __all__ = [
@@ -59,79 +53,6 @@ ClientT = TypeVar("ClientT", bound=AsyncEnvClient[Any, Any, Any])
 
 # Fields of a dataset row that always reach the env's reset when present.
 _RESET_FIELDS = ("seed", "episode_id")
-# How often a reset retries on a fresh session after the one it got turned out dead.
-_RESET_ATTEMPTS = 3
-
-
-def _provider(where: Provider | str | Endpoint | Sequence[str | Endpoint]) -> Provider:
-    if isinstance(where, Provider):
-        return where
-    if isinstance(where, str | Endpoint):
-        return EndpointProvider([where])
-    return EndpointProvider(list(where))
-
-
-class _Sessions(Generic[ClientT]):
-    """The pool behind a factory's instances, on the sync clients' shared loop: started on
-    first use, closed once (by the callback, ``close``, or at exit)."""
-
-    def __init__(self, pool: EnvPool[ClientT]) -> None:
-        self.pool = pool
-        self._lock = threading.Lock()
-        self._started = False
-        self.closed = False
-        self.leased = 0
-        self.tool_calls = 0
-        self.tool_failures = 0
-
-    def start(self) -> None:
-        with self._lock:
-            if self.closed:
-                raise PoolError("the environment factory is closed (training ended)")
-            if not self._started:
-                run_sync(self.pool.start())
-                self._started = True
-                atexit.register(self.close)
-
-    def lease(self) -> _Lease[ClientT]:
-        self.start()
-        # Each TRL instance holds its session from one reset to the next: with more instances
-        # than sessions, acquire() would wait for ever.
-        if self.leased >= self.pool.size:
-            raise PoolError(
-                f"TRL runs more rollouts at once than max_sessions={self.pool.size}: "
-                "raise max_sessions to the trainer's generation batch size"
-            )
-        lease = _Lease(self, self.pool.acquire())
-        lease.client = run_sync(lease.manager.__aenter__())
-        self.leased += 1
-        return lease
-
-    def close(self) -> None:
-        with self._lock:
-            if self.closed:
-                return
-            self.closed = True
-        atexit.unregister(self.close)
-        run_sync(self.pool.close())
-
-
-class _Lease(Generic[ClientT]):
-    """One session lent by the pool for one episode (an open ``pool.acquire()`` block)."""
-
-    def __init__(
-        self, sessions: _Sessions[ClientT], manager: AbstractAsyncContextManager[ClientT]
-    ) -> None:
-        self.sessions = sessions
-        self.manager = manager
-        self.client: ClientT | None = None
-
-    def give_back(self) -> None:
-        """Return the session; the pool reopens it first if it broke."""
-        if self.client is not None:
-            self.client = None
-            self.sessions.leased -= 1
-            run_sync(self.manager.__aexit__(None, None, None))
 
 
 class _TRLEnvironment:
@@ -139,71 +60,26 @@ class _TRLEnvironment:
     methods are exactly ``reset``, ``get_reward`` and the tools (TRL exposes every other
     public method to the model)."""
 
-    _sessions: _Sessions[Any]
-    _sync_client: type[EnvClient[Any, Any, Any]]
+    _sessions: Sessions[Any]
     _reset_fields: tuple[str, ...]
     _render: Callable[[Observation], str]
 
     def __init__(self) -> None:
-        self._lease: _Lease[Any] | None = None
-        self._env: EnvClient[Any, Any, Any] | None = None
-        self._rewards: list[float] = []
-        self._done = False
+        self._episode = EpisodeSession(self._sessions)
 
     def reset(self, **row: Any) -> str:
         """Start an episode for one dataset row and return the env's first observation as
         text (TRL appends it to the prompt). Only the row's ``seed`` and ``episode_id`` and
         the factory's ``reset_fields`` reach the env."""
         options = {k: row[k] for k in (*_RESET_FIELDS, *self._reset_fields) if k in row}
-        self._rewards, self._done = [], False
-        error: Exception | None = None
-        for _ in range(_RESET_ATTEMPTS):
-            self._give_back()
-            self._lease = lease = self._sessions.lease()
-            assert lease.client is not None
-            self._env = self._sync_client.wrap(lease.client)
-            try:
-                result = self._env.reset(**options)
-            except OpenEnvError as exc:  # a dead session: given back (and healed), then again
-                error = exc
-                continue
-            self._record(result.observation)
-            return "\n\n" + self._render(result.observation)
-        self._give_back()
-        raise PoolError(f"no working env session after {_RESET_ATTEMPTS} tries: {error}")
+        return "\n\n" + self._render(self._episode.start(options))
 
     def get_reward(self) -> float:
         """The episode's return: the sum of the env's rewards since ``reset``."""
-        return float(sum(self._rewards))
+        return float(sum(self._episode.rewards))
 
     def _call(self, spec: ToolSpec, arguments: Mapping[str, Any]) -> str:
-        sessions = self._sessions
-        sessions.tool_calls += 1
-        try:
-            if self._env is None:
-                raise ToolCallError(f"{spec.name}(): no episode yet (reset was not called)")
-            if self._done:
-                raise ToolCallError(f"{spec.name}(): the episode is over; no more calls")
-            action = spec.action(arguments)
-            try:
-                result = self._env.step(action)
-            except OpenEnvError as exc:
-                raise ToolCallError(f"{spec.name}() failed: {exc}") from exc
-        except ToolCallError:
-            sessions.tool_failures += 1
-            raise
-        self._record(result.observation)
-        return self._render(result.observation)
-
-    def _record(self, observation: Observation) -> None:
-        if observation.reward is not None:
-            self._rewards.append(float(observation.reward))
-        self._done = observation.done
-
-    def _give_back(self) -> None:
-        lease, self._lease, self._env = self._lease, None, None
-        if lease is not None and not self._sessions.closed:
-            lease.give_back()
+        return self._render(self._episode.call(spec, arguments))
 
 
 def _tool_method(spec: ToolSpec) -> Callable[..., str]:
@@ -244,7 +120,7 @@ class EnvironmentFactory(Generic[ClientT]):
     def __init__(
         self,
         client_cls: type[ClientT],
-        where: Provider | str | Endpoint | Sequence[str | Endpoint],
+        where: Where,
         *,
         max_sessions: int,
         sessions_per_server: int = 16,
@@ -255,20 +131,16 @@ class EnvironmentFactory(Generic[ClientT]):
     ) -> None:
         self.client_cls = client_cls
         self.tools = tools_of(client_cls.action_type, tool_name)
-        pool = EnvPool(
+        self._sessions: Sessions[ClientT] = Sessions(
             client_cls,
-            _provider(where),
-            max_sessions,
+            where,
+            max_sessions=max_sessions,
             sessions_per_server=sessions_per_server,
             timeout=timeout,
-            show_progress=False,
         )
-        self._sessions: _Sessions[ClientT] = _Sessions(pool)
-        sync_client = type(f"{client_cls.__name__}Sync", (EnvClient,), {"async_client": client_cls})
         namespace: dict[str, Any] = {
             "__doc__": f"A {client_cls.__name__} session for one TRL rollout.",
             "_sessions": self._sessions,
-            "_sync_client": sync_client,
             "_reset_fields": tuple(reset_fields),
             "_render": staticmethod(render),
         }
@@ -378,7 +250,7 @@ def _close_on(loop: asyncio.AbstractEventLoop, pool: EnvPool[Any]) -> None:
 
 def reward_function(
     client_cls: type[ClientT],
-    where: Provider | str | Endpoint | Sequence[str | Endpoint],
+    where: Where,
     to_action: Callable[[Any], Action],
     *,
     max_sessions: int,
@@ -398,7 +270,7 @@ def reward_function(
     pool = _LoopPool(
         lambda: EnvPool(
             client_cls,
-            _provider(where),
+            provider_of(where),
             max_sessions,
             sessions_per_server=sessions_per_server,
             timeout=timeout,

@@ -89,3 +89,32 @@ def test_close_stops_every_server_and_ends_the_factory(factory) -> None:
     assert factory.pool.provider.running() == []
     with pytest.raises(PoolError, match="closed"):
         env.reset()
+
+
+def test_a_terminal_task_with_one_tool_per_operation() -> None:
+    from envs.terminal_env.client import AsyncTerminalEnv
+
+    factory = EnvironmentFactory(
+        AsyncTerminalEnv,
+        LocalProcessProvider("envs.terminal_env"),  # not a sandbox: only our own commands run
+        max_sessions=1,
+        reset_fields=["task"],
+    )
+    try:
+        env = factory()
+        tools = sorted(n for n, _ in inspect.getmembers(env, inspect.ismethod) if n[0] != "_")
+        assert tools == [
+            "evaluate", "exec", "get_reward", "kill", "list_dir", "poll", "read_file", "reset",
+            "start", "write_file",
+        ]  # fmt: skip
+        first = env.reset(task="count_errors", prompt="ignored")
+        assert "Count the files under logs/" in first
+        solution = "grep -rlw ERROR logs --include='*.log' | wc -l"
+        count = env.exec(command=solution).splitlines()[0]
+        env.write_file(path="answer.txt", content=count.removeprefix("stdout: ") + "\n")
+        assert "passed" in env.evaluate()
+        assert env.get_reward() == 1.0
+        with pytest.raises(ToolCallError, match="the episode is over"):
+            env.exec(command="true")
+    finally:
+        factory.close()
