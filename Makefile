@@ -50,7 +50,7 @@ $(TRAINER_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(TRAINER_VENV)
 	$(TRAINER_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(TRAINER_VENV)/bin/python -m pip install --quiet '$(TORCH)'
-	$(TRAINER_VENV)/bin/python -m pip install --quiet -e '.[server,coding,trl,skyrl]' \
+	$(TRAINER_VENV)/bin/python -m pip install --quiet -e '.[server,coding,terminal,trl,skyrl]' \
 		pytest pytest-timeout pytest-asyncio psutil
 	touch $(TRAINER_STAMP)
 

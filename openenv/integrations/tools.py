@@ -25,7 +25,7 @@ import msgspec
 from openenv.exceptions import OpenEnvError
 from openenv.types import Action, Observation
 
-__all__ = ["ToolCallError", "ToolSpec", "observation_text", "tools_of"]
+__all__ = ["ToolCallError", "ToolSpec", "observation_text", "parse_tool_calls", "tools_of"]
 
 # Fields every observation carries; the model is not shown them (the reward is the trainer's).
 _BOOKKEEPING = ("reward", "done", "metadata")
@@ -238,3 +238,34 @@ def observation_text(observation: Observation) -> str:
     if len(shown) == 1:
         return str(shown[0][1])
     return "\n".join(f"{name}: {value}" for name, value in shown)
+
+
+_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+
+
+def parse_tool_calls(text: str) -> list[tuple[str, dict[str, Any]] | ToolCallError]:
+    """The tool calls in a model's text, in the Hermes / Qwen form TRL and most chat templates
+    use: ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``, any number of them. A
+    call that does not parse is a :class:`ToolCallError` in its place (to report to the model),
+    not an exception."""
+    calls: list[tuple[str, dict[str, Any]] | ToolCallError] = []
+    for body in _TOOL_CALL.findall(text):
+        try:
+            call = msgspec.json.decode(body)
+        except msgspec.DecodeError as exc:
+            calls.append(ToolCallError(f"the tool call is not valid JSON ({exc}): {body[:200]}"))
+            continue
+        name = call.get("name") if isinstance(call, dict) else None
+        arguments = call.get("arguments", {}) if isinstance(call, dict) else None
+        if isinstance(arguments, str):  # some templates write the arguments as a JSON string
+            try:
+                arguments = msgspec.json.decode(arguments)
+            except msgspec.DecodeError:
+                arguments = None
+        if not isinstance(name, str) or not isinstance(arguments, dict):
+            calls.append(
+                ToolCallError(f'a tool call is {{"name": str, "arguments": object}}: {body[:200]}')
+            )
+            continue
+        calls.append((name, arguments))
+    return calls
