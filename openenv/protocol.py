@@ -11,6 +11,13 @@ Each direction is a msgspec tagged union (``"type"`` field). ``Step``, ``Result`
 ``StateReply`` are generic: a :class:`Codec` built for one env decodes actions, observations and
 states straight into that env's own Struct types, with no dict round trip.
 
+Tools: :class:`ListTools` is answered by :class:`ToolList` (the env's tools with their JSON
+Schemas, at any time); :class:`CallTool` runs one tool as a step of the episode (after a reset,
+as ``step``) and is answered by :class:`ToolReply`, whose observation is a
+:class:`~openenv.tools.ToolResult` with the step's reward and done flag. Arguments that do not
+fit the tool's schema are ``invalid_action`` (the message names the argument); an env without
+tools lists none.
+
 Forking: :class:`Fork` copies the session's env (its current state) into ``count`` new envs
 and answers with one single-use ticket per copy. A new connection to the same server presents a
 ticket instead of the bearer token, in the handshake's ``Authorization: Fork <ticket>`` header
@@ -36,12 +43,14 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from openenv.exceptions import ErrorCode
+from openenv.tools import Tool, ToolResult
 from openenv.types import Observation, State
 
 __all__ = [
     "FORK_SCHEME",
     "PROTOCOL_VERSION",
     "SUBPROTOCOL",
+    "CallTool",
     "Close",
     "CloseCode",
     "Codec",
@@ -53,10 +62,13 @@ __all__ = [
     "GetState",
     "Goodbye",
     "Hello",
+    "ListTools",
     "Reset",
     "Result",
     "StateReply",
     "Step",
+    "ToolList",
+    "ToolReply",
     "fork_authorization",
     "reply_type",
     "request_type",
@@ -132,6 +144,23 @@ class Fork(_Message, tag="fork"):
     trace: dict[str, str] | None = None  # trace context (see "Tracing" above)
 
 
+class ListTools(_Message, tag="list_tools"):
+    """Ask for the env's tools (no reset needed)."""
+
+    id: int
+    trace: dict[str, str] | None = None  # trace context (see "Tracing" above)
+
+
+class CallTool(_Message, tag="call_tool"):
+    """Call one of the env's tools, as a step: ``arguments`` is validated against the tool's
+    input schema before it runs."""
+
+    id: int
+    name: str
+    arguments: dict[str, Any] = {}
+    trace: dict[str, str] | None = None  # trace context (see "Tracing" above)
+
+
 class Close(_Message, tag="close"):
     """End the session; the server answers :class:`Goodbye` and closes the connection."""
 
@@ -176,6 +205,20 @@ class ForkTickets(_Message, tag="fork_tickets"):
     expires_in: float = 0.0
 
 
+class ToolList(_Message, tag="tools"):
+    """Answers :class:`ListTools`."""
+
+    id: int
+    tools: list[Tool] = []
+
+
+class ToolReply(_Message, tag="tool_result"):
+    """Answers :class:`CallTool`: the tool's result (or error), reward and done."""
+
+    id: int
+    observation: ToolResult
+
+
 class Goodbye(_Message, tag="goodbye"):
     """Acknowledges :class:`Close`."""
 
@@ -192,7 +235,7 @@ class Error(_Message, tag="error"):
 
 def request_type(action_type: type[Any]) -> Any:
     """The union of requests a server for ``action_type`` decodes."""
-    return Reset | Step[action_type] | GetState | Fork | Close  # type: ignore[valid-type]
+    return Reset | Step[action_type] | GetState | ListTools | CallTool | Fork | Close  # type: ignore[valid-type]
 
 
 def reply_type(observation_type: type[Any], state_type: type[Any]) -> Any:
@@ -201,6 +244,8 @@ def reply_type(observation_type: type[Any], state_type: type[Any]) -> Any:
         Hello
         | Result[observation_type]  # type: ignore[valid-type]
         | StateReply[state_type]  # type: ignore[valid-type]
+        | ToolList
+        | ToolReply
         | ForkTickets
         | Goodbye
         | Error

@@ -13,12 +13,13 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "openenv"
 
-# What each layer may not import. Lower layers: types, protocol, upstream, endpoint, exceptions,
-# procfs.
+# What each layer may not import. Lower layers: types, tools, protocol, upstream, endpoint,
+# exceptions, procfs.
 FORBIDDEN = {
     "openenv.types": ("openenv.client", "openenv.server", "openenv.providers", "openenv.launch"),
     "openenv.protocol": ("openenv.client", "openenv.server", "openenv.providers", "openenv.launch"),
     "openenv.upstream": ("openenv.client", "openenv.server", "openenv.providers", "openenv.launch"),
+    "openenv.tools": ("openenv.client", "openenv.server", "openenv.providers", "openenv.launch"),
     "openenv.exceptions": ("openenv",),
     # Counters, traces and logs sit under the client and the server, which both use them.
     "openenv.observability": (

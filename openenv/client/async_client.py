@@ -34,6 +34,7 @@ from openenv.observability.calls import CallMetrics
 from openenv.protocol import (
     PROTOCOL_VERSION,
     SUBPROTOCOL,
+    CallTool,
     Close,
     Codec,
     Error,
@@ -42,12 +43,15 @@ from openenv.protocol import (
     FrameError,
     GetState,
     Hello,
+    ListTools,
     Reset,
     StateReply,
     Step,
+    ToolList,
     fork_authorization,
     reply_type,
 )
+from openenv.tools import Tool, ToolResult
 from openenv.types import Action, Observation, State, StepResult, declare_types
 
 __all__ = ["AsyncEnvClient", "OffLoop"]
@@ -58,6 +62,7 @@ StateT = TypeVar("StateT", bound=State)
 ClientT = TypeVar("ClientT", bound="AsyncEnvClient[Any, Any, Any]")
 
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+_Request = Reset | Step[Any] | GetState | ListTools | CallTool | Fork
 _PROTOCOLS = ("auto", "openenv", "upstream")
 
 
@@ -203,6 +208,31 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         state: StateT = reply.state
         return state
 
+    async def list_tools(self) -> list[Tool]:
+        """The env's tools: name, description and JSON Schemas of arguments and result (none
+        for an env without tools). Needs no reset."""
+        request = ListTools(id=next(self._ids))
+        reply = await (self._observed_call(request) if self._observed else self._call(request))
+        assert isinstance(reply, ToolList)
+        return reply.tools
+
+    def call_tool(
+        self, name: str, /, **arguments: Any
+    ) -> Coroutine[Any, Any, StepResult[ToolResult]]:
+        """Call the env's tool ``name`` with ``arguments``, as a step (after a reset): the
+        result's observation is a :class:`~openenv.tools.ToolResult` carrying the tool's
+        return value (``result``) or the error it raised (``error``), with the step's reward
+        and done flag. (A coroutine to await.)
+
+        Raises:
+            InvalidActionError: no tool of that name, or the arguments do not fit its schema
+                (the message names the argument); checked before the tool runs.
+        """
+        request = CallTool(next(self._ids), name, arguments)
+        if self._observed:
+            return self._observed_call(request, True)
+        return self._call(request, step_result=True)
+
     async def fork(self: ClientT) -> ClientT:
         """A new session on the same server whose env is a copy of this one's as it is now.
 
@@ -303,9 +333,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
 
     # Internals.
 
-    async def _observed_call(
-        self, request: Reset | Step[Any] | GetState | Fork, step_result: bool = False
-    ) -> Any:
+    async def _observed_call(self, request: _Request, step_result: bool = False) -> Any:
         """:meth:`_call`, in a span whose context travels with the request, and counted."""
         kind = _KINDS[type(request)]
         metrics, tracer = self.metrics, self._tracer
@@ -330,9 +358,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
             if metrics is not None:
                 metrics.latency[kind].record(perf_counter() - began)
 
-    async def _call(
-        self, request: Reset | Step[Any] | GetState | Fork, step_result: bool = False
-    ) -> Any:
+    async def _call(self, request: _Request, step_result: bool = False) -> Any:
         """Send ``request``, and return its reply (as a :class:`StepResult` if
         ``step_result``)."""
         # The turn taken and given back inline rather than ``async with``: two coroutine
@@ -585,13 +611,25 @@ async def _raising(error: Exception) -> Any:
     raise error
 
 
-_REQUEST_NAMES = {Reset: "reset", Step: "step", GetState: "get_state", Fork: "fork"}
-_KINDS = {Reset: "reset", Step: "step", GetState: "state", Fork: "fork"}  # metrics and spans
+_REQUEST_NAMES = {
+    Reset: "reset",
+    Step: "step",
+    GetState: "get_state",
+    ListTools: "list_tools",
+    CallTool: "call_tool",
+    Fork: "fork",
+}
+_KINDS = {  # metrics and spans
+    Reset: "reset",
+    Step: "step",
+    GetState: "state",
+    ListTools: "tool",
+    CallTool: "tool",
+    Fork: "fork",
+}
 
 
-def _timeout_error(
-    request: Reset | Step[Any] | GetState | Fork, timeout: float | None, endpoint: Endpoint
-) -> EnvTimeoutError:
+def _timeout_error(request: _Request, timeout: float | None, endpoint: Endpoint) -> EnvTimeoutError:
     name = _REQUEST_NAMES[type(request)]
     return EnvTimeoutError(
         f"no reply to {name} within {timeout} s from {endpoint}",

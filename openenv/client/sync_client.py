@@ -16,6 +16,7 @@ from openenv.client.portal import run_sync
 from openenv.endpoint import Endpoint
 from openenv.exceptions import InheritedSessionError
 from openenv.protocol import Hello
+from openenv.tools import Tool, ToolResult
 from openenv.types import Action, Observation, State, StepResult, declare_types
 
 __all__ = ["EnvClient"]
@@ -145,6 +146,14 @@ class EnvClient(Generic[ActT, ObsT, StateT]):
     def state(self) -> StateT:
         """The episode's state."""
         return run_sync(self._mine().state(), self._off_loop)
+
+    def list_tools(self) -> list[Tool]:
+        """The env's tools; see ``AsyncEnvClient.list_tools``."""
+        return run_sync(self._async.list_tools(), self._off_loop)
+
+    def call_tool(self, name: str, /, **arguments: Any) -> StepResult[ToolResult]:
+        """Call the env's tool ``name``, as a step; see ``AsyncEnvClient.call_tool``."""
+        return run_sync(self._async.call_tool(name, **arguments), self._off_loop)
 
     def fork(self: SyncT) -> SyncT:
         """A new session whose env is a copy of this one's; see ``AsyncEnvClient.fork``."""

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CALL_KINDS", "CallMetrics"]
 
-CALL_KINDS = ("reset", "step", "state", "fork")
+CALL_KINDS = ("reset", "step", "state", "fork", "tool")
 
 
 class CallMetrics:

@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable
 from typing import Any, ClassVar, Generic, TypeVar
 
+from openenv.server.tools import toolbox
 from openenv.types import Action, Observation, State, declare_types
 
 __all__ = ["Environment"]
@@ -28,6 +29,9 @@ class Environment(ABC, Generic[ActT, ObsT, StateT]):
     - set ``blocking = True`` when sync methods do slow or blocking work: they then run on a
       thread of their own per session, so other sessions keep being served;
     - ``async def`` methods are awaited on the loop.
+
+    Methods marked ``@tool`` (``openenv.server.tool``) are offered as tools beside ``step``:
+    listed with JSON Schemas from their type hints and called by name, each call a step.
 
     Sessions can be forked (``await client.fork()``): the server asks the env for a copy of
     itself (:meth:`fork`), which then lives on in a session of its own.
@@ -56,6 +60,7 @@ class Environment(ABC, Generic[ActT, ObsT, StateT]):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         declare_types(cls, Environment)
+        toolbox(cls)  # a tool declared wrongly fails here, where the class is defined
 
     @abstractmethod
     def reset(

@@ -26,6 +26,7 @@ from openenv.server.config import ServerConfig
 from openenv.server.env_call import EnvCaller, EnvCallError, accepted_kwargs
 from openenv.server.environment import Environment
 from openenv.server.upstream import InvalidArguments, reset_arguments
+from openenv.tools import inline_schema
 from openenv.upstream import observation_data, state_data, validation_errors
 
 __all__ = ["http_routes"]
@@ -53,21 +54,6 @@ def _unprocessable(errors: list[dict[str, Any]]) -> Response:
 
 def _rpc_error(call_id: Any, code: int, message: str) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": call_id, "error": {"code": code, "message": message}}
-
-
-def _inline_root(schema: dict[str, Any]) -> dict[str, Any]:
-    """msgspec's schema (``{"$ref": "#/$defs/X", "$defs": ...}``) with X's definition at the
-    top, as pydantic's are: upstream's clients read ``properties`` there."""
-    ref = schema.get("$ref", "")
-    defs: dict[str, Any] = schema.get("$defs", {})
-    name = ref.removeprefix("#/$defs/")
-    if not ref.startswith("#/$defs/") or name not in defs:
-        return schema
-    others = {key: value for key, value in defs.items() if key != name}
-    root = dict(defs[name])
-    if others or f'"#/$defs/{name}"'.encode() in _json.encode(root):  # refs into $defs remain
-        root["$defs"] = defs
-    return root
 
 
 class _Routes:
@@ -163,9 +149,9 @@ class _Routes:
         schemas = self.schemas
         return _json_response(
             {
-                "action": _inline_root(schemas["action_schema"]),
-                "observation": _inline_root(schemas["observation_schema"]),
-                "state": _inline_root(schemas["state_schema"]),
+                "action": inline_schema(schemas["action_schema"]),
+                "observation": inline_schema(schemas["observation_schema"]),
+                "state": inline_schema(schemas["state_schema"]),
             }
         )
 
@@ -174,7 +160,7 @@ class _Routes:
         read the API version and the route set from it."""
         ok = {"200": {"description": "OK"}}
         bad = {"422": {"description": "bad input; detail[].loc names the field"}}
-        action = _inline_root(self.schemas["action_schema"])
+        action = inline_schema(self.schemas["action_schema"])
         step_body = {
             "type": "object",
             "properties": {

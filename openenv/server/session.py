@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from openenv.observability import tracing
 from openenv.protocol import (
+    CallTool,
     Close,
     CloseCode,
     Codec,
@@ -21,10 +22,13 @@ from openenv.protocol import (
     GetState,
     Goodbye,
     Hello,
+    ListTools,
     Reset,
     Result,
     StateReply,
     Step,
+    ToolList,
+    ToolReply,
 )
 from openenv.server.config import ServerConfig
 from openenv.server.dialect import Closing, Outgoing, Reply, is_ready
@@ -32,12 +36,13 @@ from openenv.server.env_call import MAX_ERROR_CHARS, EnvCaller, StepTimeout, fin
 from openenv.server.environment import Environment
 from openenv.server.forking import ParkedFork, TicketBook
 from openenv.server.metrics import ServerMetrics
+from openenv.server.tools import ToolCallError, toolbox
 
 __all__ = ["Session"]
 
 log = logging.getLogger("openenv.server")
 
-_Message = Result[Any] | StateReply[Any] | ForkTickets | Goodbye | Error
+_Message = Result[Any] | StateReply[Any] | ToolList | ToolReply | ForkTickets | Goodbye | Error
 _MakeReply = Callable[[int, Any], _Message]
 
 
@@ -184,10 +189,26 @@ class Session:
             if not self._was_reset:
                 return self._out(_not_reset(request.id), frame)
             return self._call(request.id, frame, _state_reply, lambda: self._env.state)
+        if isinstance(request, (ListTools, CallTool)):
+            return self._tool(request, frame)
         if isinstance(request, Fork):
             return self._fork(request, frame)
         assert isinstance(request, Close)
         return Closing(CloseCode.NORMAL, frame=self._out(Goodbye(id=request.id), frame))
+
+    def _tool(self, request: ListTools | CallTool, frame: bytes | str) -> Reply:
+        """List the env's tools, or call one as a step (validated before it runs)."""
+        tools = toolbox(type(self._env))
+        if isinstance(request, ListTools):
+            return self._out(ToolList(id=request.id, tools=tools.specs), frame)
+        if not self._was_reset:
+            return self._out(_not_reset(request.id), frame)
+        try:
+            call = tools.prepare(self._env, request.name, request.arguments)
+        except ToolCallError as exc:
+            error = Error(code=ErrorCode.INVALID_ACTION, message=str(exc), id=request.id)
+            return self._out(error, frame)
+        return self._call(request.id, frame, _tool_reply, call)
 
     async def release(self) -> None:
         """Close the env, and stop its thread."""
@@ -336,6 +357,10 @@ def _not_reset(request_id: int) -> Error:
     return Error(code=ErrorCode.NOT_RESET, message=message, id=request_id)
 
 
+def _tool_reply(request_id: int, observation: Any) -> ToolReply:
+    return ToolReply(id=request_id, observation=observation)
+
+
 def _state_reply(request_id: int, state: Any) -> StateReply[Any]:
     return StateReply(id=request_id, state=state)
 
@@ -349,5 +374,13 @@ def _stepped(request_id: int, observation: Any) -> Result[Any]:
     return Result(id=request_id, observation=observation)
 
 
-_KINDS = {Reset: "reset", Step: "step", GetState: "state", Fork: "fork", Close: "close"}
+_KINDS = {
+    Reset: "reset",
+    Step: "step",
+    GetState: "state",
+    ListTools: "tool",
+    CallTool: "tool",
+    Fork: "fork",
+    Close: "close",
+}
 _STEP = ("step", "openenv")

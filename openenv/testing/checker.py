@@ -38,6 +38,7 @@ RULES = (
     "not_reset",
     "isolation",
     "determinism",
+    "tools",
 )
 
 EnvTarget = type[Environment[Any, Any, Any]] | ModuleType | str

@@ -47,6 +47,8 @@ def example_action(action_type: type[msgspec.Struct]) -> msgspec.Struct:
 
 
 def _value(kind: mi.Type) -> Any:
+    if isinstance(kind, mi.Metadata):  # a description or title (a tool argument's, say)
+        return _value(kind.type)
     if isinstance(kind, mi.StrType):
         if kind.pattern is not None:
             raise SampleError("", f"a str matching {kind.pattern!r}")

@@ -1,5 +1,5 @@
 """Rules checked through the env's app, over in-process sessions: ``not_reset``, ``round-trip``
-(in msgpack and JSON frames), ``isolation``, ``determinism``."""
+(in msgpack and JSON frames), ``isolation``, ``determinism``, ``tools``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,24 @@ from typing import Any
 
 import msgspec
 
-from openenv.protocol import Error, ErrorCode, GetState, Reset, Result, StateReply, Step
+from openenv.protocol import (
+    CallTool,
+    Error,
+    ErrorCode,
+    GetState,
+    ListTools,
+    Reset,
+    Result,
+    StateReply,
+    Step,
+    ToolList,
+    ToolReply,
+)
 from openenv.server.environment import Environment
+from openenv.server.tools import toolbox
 from openenv.testing.asgi import AppSession, SessionEnded
 from openenv.testing.failures import Failure
+from openenv.testing.samples import SampleError, example_action
 from openenv.types import Action
 
 __all__ = ["run_served"]
@@ -27,7 +41,7 @@ async def run_served(
 ) -> list[Failure]:
     """Check the served rules; ``actions`` should not end an episode before their last."""
     failures = []
-    for check in (_not_reset, _frames, _isolation, _determinism):
+    for check in (_not_reset, _frames, _isolation, _determinism, _tools):
         try:
             await check(env_cls, app, actions)
         except _Broken as broken:
@@ -172,3 +186,44 @@ async def _determinism(env_cls: Any, app: Any, actions: Sequence[Action]) -> Non
                     raise _Broken(
                         Failure("determinism", f"{type(first).__name__}.{item.name}", detail)
                     )
+
+
+async def _tools(env_cls: Any, app: Any, actions: Sequence[Action]) -> None:
+    """``tools``: the env's tools are listed before any reset, in both kinds of frame; after a
+    reset each answers a call with the simplest valid arguments with a tool result (its error
+    counts as an answer), and a call whose arguments do not fit is refused ``invalid_action``
+    before the tool runs, the session going on."""
+    tools = toolbox(env_cls)
+    declared = [spec.name for spec in tools.specs]
+    for text in (False, True):
+        frames = "JSON" if text else "msgpack"
+        async with _Session(env_cls, app, "tools") as session:
+            session.text = text
+            listed = await session.send(ListTools(id=session.next_id()), "list_tools")
+            if not isinstance(listed, ToolList) or [t.name for t in listed.tools] != declared:
+                shown = [t.name for t in listed.tools] if isinstance(listed, ToolList) else None
+                detail = f"answered {shown or _show(listed)}, not the declared tools {declared}"
+                raise _Broken(Failure("tools", f"list_tools ({frames} frames)", detail))
+            if not declared:
+                return
+            await session.reset(seed=0)
+            for spec in tools.specs:
+                subject = f"{spec.name} ({frames} frames)"
+                try:
+                    sample = example_action(tools.arguments_type(spec.name))
+                except SampleError as exc:
+                    detail = f"no example arguments can be made ({exc}); its call is not checked"
+                    raise _Broken(Failure("tools", subject, detail)) from None
+                arguments = msgspec.to_builtins(sample)
+                call = CallTool(id=session.next_id(), name=spec.name, arguments=arguments)
+                reply = await session.send(call, spec.name)
+                if not isinstance(reply, ToolReply):
+                    detail = f"a call with {arguments} answered {_show(reply)}"
+                    raise _Broken(Failure("tools", subject, detail))
+                bad = CallTool(
+                    id=session.next_id(), name=spec.name, arguments={"__not_an_argument__": 1}
+                )
+                reply = await session.send(bad, spec.name)
+                if not (isinstance(reply, Error) and reply.code == ErrorCode.INVALID_ACTION):
+                    detail = f"a call with an unknown argument answered {_show(reply)}"
+                    raise _Broken(Failure("tools", subject, detail))

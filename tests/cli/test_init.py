@@ -67,7 +67,7 @@ def test_init_validate_serve_and_a_real_session(demo: Any, tmp_path: Path) -> No
     done = run("validate", "demo_env", cwd=tmp_path)
     assert (done.returncode, done.stdout.splitlines()[0]) == (
         0,
-        "demo_env: DemoEnvironment keeps all 15 rules (10 steps)",
+        "demo_env: DemoEnvironment keeps all 16 rules (10 steps)",
     ), done.stdout + done.stderr
     server = subprocess.Popen(
         [*OPENENV, "serve", "demo_env", "--port", "0"],
@@ -205,7 +205,7 @@ def test_envs_placed_in_the_repo_work_too(tmp_path: Path) -> None:
     (tmp_path / "myenvs" / "__init__.py").write_text("")
     assert run("init", "maze", "--dir", str(tmp_path / "myenvs"), cwd=tmp_path).returncode == 0
     done = run("validate", "myenvs/maze", cwd=tmp_path)
-    assert done.stdout.startswith("myenvs/maze: MazeEnvironment keeps all 15 rules"), done.stdout
+    assert done.stdout.startswith("myenvs/maze: MazeEnvironment keeps all 16 rules"), done.stdout
     assert os.path.isfile(tmp_path / "myenvs" / "maze" / "server" / "maze_environment.py")
 
 

@@ -69,14 +69,14 @@ def test_a_broken_env_gets_one_line_per_rule(tmp_path: Path) -> None:
         "evolution: BrokenObservation.extra: required, but declared after 'value', which has a "
         "default: a field added after the first version needs a default",
     ]
-    assert done.stderr == f"{package}: 1 of 15 rules broken\n"
+    assert done.stderr == f"{package}: 1 of 16 rules broken\n"
 
 
 def test_the_echo_env_passes(tmp_path: Path) -> None:
     done = validate("envs.echo_env", cwd=ROOT)
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.splitlines() == [
-        "envs.echo_env: EchoEnvironment keeps all 15 rules (32 steps)",
+        "envs.echo_env: EchoEnvironment keeps all 16 rules (32 steps)",
         "  note: done: no episode ended within 32 step(s); not checked",
     ]
 

@@ -6,14 +6,15 @@ import uuid
 from typing import Any
 
 from envs.echo_env.models import EchoAction, EchoObservation
-from openenv.server import Environment
+from openenv.server import Environment, tool
 from openenv.types import State
 
 __all__ = ["EchoEnvironment"]
 
 
 class EchoEnvironment(Environment[EchoAction, EchoObservation, State]):
-    """Echoes every message; the reward is the message length divided by 10."""
+    """Echoes every message; the reward is the message length divided by 10. It also offers
+    the tool ``echo_message`` (upstream OpenEnv's echo env is that tool)."""
 
     name = "echo_env"
     deterministic = True  # the same messages always echo the same way
@@ -33,6 +34,16 @@ class EchoEnvironment(Environment[EchoAction, EchoObservation, State]):
         return EchoObservation(
             echoed_message=message, message_length=len(message), reward=len(message) / 10
         )
+
+    @tool
+    def echo_message(self, message: str) -> str:
+        """Echo a message back, as upstream OpenEnv's echo env does.
+
+        Args:
+            message: the text to echo.
+        """
+        self._state.step_count += 1
+        return message
 
     @property
     def state(self) -> State:
