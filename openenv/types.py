@@ -20,7 +20,15 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-__all__ = ["Action", "Observation", "State", "StepResult", "declare_types"]
+__all__ = [
+    "Action",
+    "GenericObservation",
+    "GenericState",
+    "Observation",
+    "State",
+    "StepResult",
+    "declare_types",
+]
 
 
 class Action(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -42,6 +50,46 @@ class State(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     episode_id: str | None = None
     step_count: int = 0
+
+
+class GenericObservation(Observation, dict=True):
+    """What a generic client (one declared with the base ``Observation``) decodes an
+    observation into: the base fields, and every other field the env sent as an attribute
+    (``observation.echoed_message``), so nothing an unknown env sends is lost."""
+
+    @classmethod
+    def of(cls, fields: dict[str, Any]) -> GenericObservation:
+        """The observation holding ``fields``."""
+        return _generic(cls, fields)
+
+    def fields(self) -> dict[str, Any]:
+        """Every field, the base ones and the env's own."""
+        return {**msgspec.structs.asdict(self), **self.__dict__}
+
+
+class GenericState(State, dict=True):
+    """A generic client's state: the base fields, and the env's own as attributes."""
+
+    @classmethod
+    def of(cls, fields: dict[str, Any]) -> GenericState:
+        """The state holding ``fields``."""
+        return _generic(cls, fields)
+
+    def fields(self) -> dict[str, Any]:
+        """Every field, the base ones and the env's own."""
+        return {**msgspec.structs.asdict(self), **self.__dict__}
+
+
+GenericT = TypeVar("GenericT", GenericObservation, GenericState)
+
+
+def _generic(cls: type[GenericT], fields: dict[str, Any]) -> GenericT:
+    known = cls.__struct_fields__
+    value = msgspec.convert({k: v for k, v in fields.items() if k in known}, cls)
+    for name, item in fields.items():
+        if name not in known and name.isidentifier():
+            setattr(value, name, item)
+    return value
 
 
 ObsT = TypeVar("ObsT", bound=Observation)

@@ -1,17 +1,25 @@
-"""Upstream OpenEnv's wire shapes (``openenv-core`` 0.3.0): its WebSocket JSON dialect and the
-bodies of its HTTP routes. No I/O happens here; both our server and our client use these.
+"""Upstream OpenEnv's wire shapes (``openenv-core`` 0.3.0 and ``openenv`` 0.10): its WebSocket
+JSON dialect and the bodies of its HTTP routes. No I/O happens here; both our server and our
+client use these.
 
 Upstream's WebSocket dialect is JSON text frames in lockstep, with no greeting and no ids:
 
 - requests ``{"type":"reset","data":{seed?, episode_id?, ...}}``, ``{"type":"step","data":
-  {<action fields>}}``, ``{"type":"state"}``, ``{"type":"close"}``; unknown envelope fields are
-  refused (upstream's ``extra="forbid"``);
+  {<action fields>}}``, ``{"type":"state"}``, ``{"type":"close"}``, and (0.10)
+  ``{"type":"mcp","data":<JSON-RPC 2.0 request>}``; unknown envelope fields are refused
+  (upstream's ``extra="forbid"``);
 - replies ``{"type":"observation","data":{"observation":{...},"reward":r,"done":b}}`` (the
-  observation without its ``reward``, ``done`` and ``metadata``), ``{"type":"state","data":
-  {...}}`` and ``{"type":"error","data":{"message":..., "code":..., "errors"?: [...]}}``.
+  observation without its ``reward`` and ``done``; 0.10 keeps ``metadata`` in it and repeats
+  it at the top level when not empty), ``{"type":"state","data":{...}}``, ``{"type":"mcp",
+  "data":<JSON-RPC 2.0 response>}`` and ``{"type":"error","data":{"message":..., "code":...,
+  "errors"?: [...]}}``.
+- tool calls (0.10) are steps whose action is ``{"type":"call_tool","tool_name":...,
+  "arguments":{...}}`` or ``{"type":"list_tools"}``, answered with an observation carrying
+  ``tool_name``, ``result`` and ``error`` (``{"error_type","message"}``), or ``tools``.
 
 The HTTP bodies of ``/reset`` and ``/step`` answer with the same ``data`` shape as the
-observation reply. ``docs/protocol.md`` describes it all for implementers.
+observation reply, with ``metadata`` always at the top level (null when empty).
+``docs/protocol.md`` describes it all for implementers.
 """
 
 from __future__ import annotations
@@ -26,15 +34,20 @@ from openenv.types import Observation, State
 
 __all__ = [
     "RESERVED_OBSERVATION_FIELDS",
+    "UpCallTool",
     "UpClose",
     "UpError",
     "UpErrorData",
+    "UpListTools",
+    "UpMcp",
+    "UpMcpReply",
     "UpObservation",
     "UpObservationData",
     "UpReset",
     "UpState",
     "UpStateReply",
     "UpStep",
+    "UpToolStep",
     "UpstreamCode",
     "observation_data",
     "public_fields",
@@ -48,8 +61,10 @@ ActT = TypeVar("ActT")
 ObsT = TypeVar("ObsT")
 StateT = TypeVar("StateT")
 
-#: Observation fields upstream lifts out of ``observation`` (reward, done) or leaves out (metadata).
+#: Observation fields that travel beside the others: upstream lifts reward and done out of
+#: ``observation``; a tool result carries all three as the step's own.
 RESERVED_OBSERVATION_FIELDS = frozenset({"reward", "done", "metadata"})
+_LIFTED = frozenset({"reward", "done"})
 
 
 class UpstreamCode(StrEnum):
@@ -91,6 +106,37 @@ class UpClose(_Request, tag="close"):
     """End the session: no reply, the server closes the connection (1000)."""
 
 
+class UpMcp(_Request, tag="mcp"):
+    """A JSON-RPC 2.0 request (MCP's ``tools/list``, ``tools/call``) for this session's env."""
+
+    data: Any = None
+
+
+class _ToolAction(msgspec.Struct, tag_field="type"):
+    pass
+
+
+class UpListTools(_ToolAction, tag="list_tools"):
+    """The step action listing the env's tools (upstream's ``ListToolsAction``)."""
+
+    metadata: dict[str, Any] = {}
+
+
+class UpCallTool(_ToolAction, tag="call_tool"):
+    """The step action calling a tool (upstream's ``CallToolAction``); ``arguments`` may come
+    as a JSON string, as upstream's web interface sends them."""
+
+    tool_name: str
+    arguments: dict[str, Any] | str = {}
+    metadata: dict[str, Any] = {}
+
+
+class UpToolStep(_Request, tag="step"):
+    """A step whose action is a tool action (tried first on envs with tools)."""
+
+    data: UpListTools | UpCallTool
+
+
 # Replies, server -> client. Every field is always present (upstream sends nulls).
 
 
@@ -104,6 +150,7 @@ class UpObservationData(msgspec.Struct, Generic[ObsT]):
     observation: ObsT
     reward: float | bool | None = None  # upstream allows a bool reward; read it as 0.0 / 1.0
     done: bool = False
+    metadata: dict[str, Any] | None = None  # 0.10: also inside the observation
 
 
 class UpObservation(_Reply, Generic[ObsT], tag="observation"):
@@ -141,14 +188,25 @@ class UpError(_Reply, tag="error"):
     data: UpErrorData
 
 
+class UpMcpReply(_Reply, tag="mcp"):
+    """The reply to :class:`UpMcp`: a JSON-RPC 2.0 response."""
+
+    data: dict[str, Any] = {}
+
+
 def request_type(action_type: type[Any]) -> Any:
     """The union of upstream requests a server for ``action_type`` decodes."""
-    return UpReset | UpStep[action_type] | UpState | UpClose  # type: ignore[valid-type]
+    return UpReset | UpStep[action_type] | UpState | UpClose | UpMcp  # type: ignore[valid-type]
 
 
 def reply_type(observation_type: type[Any], state_type: type[Any]) -> Any:
     """The union of upstream replies a client of an env with these types decodes."""
-    return UpObservation[observation_type] | UpStateReply[state_type] | UpError  # type: ignore[valid-type]
+    return (
+        UpObservation[observation_type]  # type: ignore[valid-type]
+        | UpStateReply[state_type]  # type: ignore[valid-type]
+        | UpMcpReply
+        | UpError
+    )
 
 
 _FIELDS: dict[tuple[type[Any], frozenset[str]], tuple[str, ...]] = {}
@@ -165,13 +223,19 @@ def public_fields(value: msgspec.Struct, leave_out: frozenset[str] = frozenset()
     return {name: getattr(value, name) for name in names}
 
 
-def observation_data(observation: Observation) -> UpObservationData[dict[str, Any]]:
-    """``observation`` in upstream's shape: its fields, then its reward and done flag."""
-    return UpObservationData(
-        observation=public_fields(observation, RESERVED_OBSERVATION_FIELDS),
-        reward=observation.reward,
-        done=observation.done,
-    )
+def observation_data(observation: Observation, http: bool = False) -> dict[str, Any]:
+    """``observation`` in upstream's shape: its fields (``metadata`` included, as 0.10 has
+    them), then its reward and done flag, and its metadata again at the top level: over HTTP
+    always (null when empty), on the WebSocket only when not empty (upstream 0.10's rule)."""
+    data: dict[str, Any] = {
+        "observation": public_fields(observation, _LIFTED),
+        "reward": observation.reward,
+        "done": observation.done,
+    }
+    metadata = observation.metadata
+    if metadata or http:
+        data["metadata"] = metadata or None
+    return data
 
 
 def state_data(state: State) -> dict[str, Any]:

@@ -52,7 +52,15 @@ from openenv.protocol import (
     reply_type,
 )
 from openenv.tools import Tool, ToolResult
-from openenv.types import Action, Observation, State, StepResult, declare_types
+from openenv.types import (
+    Action,
+    GenericObservation,
+    GenericState,
+    Observation,
+    State,
+    StepResult,
+    declare_types,
+)
 
 __all__ = ["AsyncEnvClient", "OffLoop"]
 
@@ -128,7 +136,7 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         self.max_frame_bytes = max_frame_bytes
         self._on_close = on_close
         self._ticket = ticket
-        self._codec = _codec_for(self.observation_type, self.state_type)
+        self._codec = _codec_for(*_wire_types(self.observation_type, self.state_type))
         self._decode_binary, self._encode_binary = self._codec.binary_codec
         self._ws: Connection | None = None
         self._hello: Hello | None = None
@@ -205,8 +213,11 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
         request = GetState(id=next(self._ids))
         reply = await (self._observed_call(request) if self._observed else self._call(request))
         assert isinstance(reply, StateReply)
-        state: StateT = reply.state
-        return state
+        state: Any = reply.state
+        if state.__class__ is dict:  # a generic client: the env's own fields kept
+            state = GenericState.of(state)
+        typed: StateT = state
+        return typed
 
     async def list_tools(self) -> list[Tool]:
         """The env's tools: name, description and JSON Schemas of arguments and result (none
@@ -395,7 +406,12 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
             turns.release()
         if reply.__class__ is Error:
             raise remote_error(reply.code, reply.message, reply.id)
-        return StepResult(reply.observation) if step_result else reply
+        if not step_result:
+            return reply
+        observation = reply.observation
+        if observation.__class__ is dict:  # a generic client: the env's own fields kept
+            observation = GenericObservation.of(observation)
+        return StepResult(observation)
 
     def _abandon(self) -> None:
         """Drop the connection: the session can no longer be trusted (a pool replaces it)."""
@@ -477,7 +493,9 @@ class AsyncEnvClient(Generic[ActT, ObsT, StateT]):
                 f"{SUBPROTOCOL} refused); pass protocol='auto' or 'upstream' for upstream OpenEnv"
             )
         ws.use_text_frames()
-        self._codec = UpstreamClientCodec(self.observation_type, self.state_type)  # type: ignore[assignment]
+        self._codec = UpstreamClientCodec(  # type: ignore[assignment]
+            *_wire_types(self.observation_type, self.state_type)
+        )
         self._decode_binary, self._encode_binary = self._codec.decode, self._codec.encode
         self._hello = UPSTREAM_HELLO
         return ws
@@ -569,6 +587,15 @@ class OffLoop:
 
 
 _CODECS: dict[tuple[type[Any], type[Any]], Codec] = {}
+
+
+def _wire_types(observation_type: type[Any], state_type: type[Any]) -> tuple[Any, Any]:
+    """What replies decode into: a generic client's (base types) decode into dicts first,
+    made :class:`GenericObservation` / :class:`GenericState` keeping every field."""
+    return (
+        dict[str, Any] if observation_type is Observation else observation_type,
+        dict[str, Any] if state_type is State else state_type,
+    )
 
 
 def _codec_for(observation_type: type[Any], state_type: type[Any]) -> Codec:

@@ -23,26 +23,35 @@ from typing import Any
 import msgspec
 
 from openenv.protocol import (
+    CallTool,
     Close,
     Error,
     ErrorCode,
     FrameError,
     GetState,
     Hello,
+    ListTools,
     Reset,
     Result,
     StateReply,
     Step,
+    ToolList,
+    ToolReply,
 )
+from openenv.tools import Tool, ToolError, ToolResult
 from openenv.upstream import (
+    UpCallTool,
     UpClose,
     UpError,
+    UpMcp,
+    UpMcpReply,
     UpObservation,
     UpReset,
     UpState,
     UpStateReply,
     UpStep,
     UpstreamCode,
+    UpToolStep,
     reply_type,
 )
 
@@ -58,6 +67,18 @@ _CODES: dict[str, ErrorCode] = {
 }
 
 _DECODERS: dict[tuple[type[Any], type[Any]], msgspec.json.Decoder[Any]] = {}
+
+
+class _UpToolFields(msgspec.Struct):
+    """A tool step's observation, as upstream 0.10's MCP envs answer it."""
+
+    tool_name: str = ""
+    result: Any = None
+    error: dict[str, Any] | None = None
+    metadata: dict[str, Any] = {}
+
+
+_TOOL_DECODER = msgspec.json.Decoder(UpObservation[_UpToolFields] | UpMcpReply | UpError)
 
 
 class UpstreamClientCodec:
@@ -79,15 +100,27 @@ class UpstreamClientCodec:
         self._encoder = msgspec.json.Encoder()
         self._pending = 0
         self._stepping = False
+        self._tooling = False  # a tool call or listing is in flight
 
     def encode(self, request: msgspec.Struct) -> bytes:
         """Upstream's envelope for one of our requests, as JSON (sent in a text frame)."""
         kind = request.__class__
+        self._tooling = kind is CallTool or kind is ListTools
         if kind is Step:
             assert isinstance(request, Step)
             self._pending, self._stepping = request.id, True
             return self._encoder.encode(UpStep(data=request.action))
+        if kind is CallTool:  # a step with upstream's CallToolAction: it keeps reward and done
+            assert isinstance(request, CallTool)
+            self._pending, self._stepping = request.id, True
+            action = UpCallTool(tool_name=request.name, arguments=request.arguments)
+            return self._encoder.encode(UpToolStep(data=action))
         self._stepping = False
+        if kind is ListTools:
+            assert isinstance(request, ListTools)
+            self._pending = request.id
+            call = {"jsonrpc": "2.0", "id": request.id, "method": "tools/list", "params": {}}
+            return self._encoder.encode(UpMcp(data=call))
         if kind is Reset:
             assert isinstance(request, Reset)
             self._pending = request.id
@@ -117,7 +150,7 @@ class UpstreamClientCodec:
                 "an openenv server older than it? (upstream's dialect is JSON text only)",
             )
         try:
-            reply = self._decoder.decode(frame)
+            reply = (_TOOL_DECODER if self._tooling else self._decoder).decode(frame)
         except (ValueError, RecursionError) as exc:
             raise FrameError(ErrorCode.INVALID_MESSAGE, str(exc)[:300]) from exc
         if reply.__class__ is UpObservation:
@@ -125,16 +158,82 @@ class UpstreamClientCodec:
             observation = data.observation
             # Upstream lifts reward and done out of the observation; ours carries them inside.
             reward = data.reward
-            observation.reward = float(reward) if reward.__class__ is bool else reward
-            observation.done = data.done
+            reward = float(reward) if reward.__class__ is bool else reward
+            if observation.__class__ is _UpToolFields:
+                result = _tool_result(observation, reward, data.done)
+                return ToolReply(id=self._pending, observation=result)
+            if observation.__class__ is dict:  # a generic client's
+                observation["reward"], observation["done"] = reward, data.done
+                if data.metadata and not observation.get("metadata"):
+                    observation["metadata"] = data.metadata
+            else:
+                observation.reward, observation.done = reward, data.done
+                if data.metadata and not observation.metadata:
+                    observation.metadata = data.metadata
             return Result(id=self._pending, observation=observation)
+        if reply.__class__ is UpMcpReply:
+            return self._tool_list(reply.data)
         if reply.__class__ is UpStateReply:
             return StateReply(id=self._pending, state=reply.data)
         assert isinstance(reply, UpError)
         error = reply.data
         return Error(code=self._code(error.code), message=error.describe(), id=self._pending)
 
+    def _tool_list(self, response: dict[str, Any]) -> ToolList | Error:
+        error = response.get("error")
+        if error is not None or not isinstance(response.get("result"), dict):
+            message = error.get("message", "") if isinstance(error, dict) else str(response)
+            return Error(code=ErrorCode.ENV_ERROR, message=f"tools/list: {message}"[:2000])
+        tools = [
+            Tool(
+                name=str(tool.get("name", "")),
+                description=tool.get("description") or "",
+                input_schema=tool.get("inputSchema") or tool.get("input_schema") or {},
+                output_schema=tool.get("outputSchema"),
+            )
+            for tool in response["result"].get("tools", [])
+            if isinstance(tool, dict)
+        ]
+        return ToolList(id=self._pending, tools=tools)
+
     def _code(self, code: str) -> str:
         if code == UpstreamCode.VALIDATION_ERROR:
             return ErrorCode.INVALID_ACTION if self._stepping else ErrorCode.INVALID_MESSAGE
         return _CODES.get(code, ErrorCode.ENV_ERROR)
+
+
+def _tool_result(fields: _UpToolFields, reward: float | None, done: bool) -> ToolResult:
+    """Upstream's tool observation as ours: FastMCP's result object (or plain JSON) becomes
+    ``result``; a framework error or an error result becomes ``error``."""
+    result = fields.result
+    error = None
+    if fields.error is not None:
+        kind = str(fields.error.get("error_type", "error"))
+        error = ToolError(type=kind, message=str(fields.error.get("message", "")))
+        result = None
+    elif isinstance(result, dict) and "content" in result:  # FastMCP's CallToolResult
+        if result.get("is_error") or result.get("isError"):
+            error = ToolError(type="tool_error", message=_text(result))
+            result = None
+        elif result.get("data") is not None:
+            result = result["data"]
+        else:
+            structured = result.get("structured_content") or result.get("structuredContent")
+            if isinstance(structured, dict) and set(structured) == {"result"}:
+                result = structured["result"]
+            else:
+                result = structured if structured is not None else _text(result)
+    return ToolResult(
+        tool_name=fields.tool_name,
+        result=result,
+        error=error,
+        reward=reward,
+        done=done,
+        metadata=fields.metadata,
+    )
+
+
+def _text(result: dict[str, Any]) -> str:
+    """The text parts of an MCP result's content."""
+    parts = result.get("content") or []
+    return "".join(p.get("text", "") for p in parts if isinstance(p, dict))

@@ -6,6 +6,7 @@ import hmac
 import logging
 import uuid
 from typing import Any
+from urllib.parse import parse_qs
 
 import msgspec
 from starlette.applications import Starlette
@@ -30,6 +31,8 @@ from openenv.server.dialect import Dialect, serve_asgi
 from openenv.server.environment import Environment
 from openenv.server.forking import TicketBook
 from openenv.server.http_routes import http_routes
+from openenv.server.http_sessions import HttpSessions, SessionRefused
+from openenv.server.mcp import McpEndpoint
 from openenv.server.metrics import ServerMetrics, metrics_endpoint
 from openenv.server.session import Session
 from openenv.server.upstream import UpstreamCodec, UpstreamSession
@@ -65,6 +68,11 @@ class _EnvServer:
         self.forks = TicketBook(config.token, config.fork_ticket_ttl, self.reserve, self.release)
         self.metrics = ServerMetrics() if config.metrics else None
         self._render_metrics: Any = None  # built on the first scrape
+        self.http_sessions = HttpSessions(self.make_env, self.reserve, self.release, config)
+
+    def make_env(self) -> Environment[Any, Any, Any]:
+        """A new instance of the env."""
+        return self.env_cls(**self.env_kwargs)
 
     def reserve(self, count: int) -> bool:
         """Take ``count`` session slots if they are all free."""
@@ -222,6 +230,10 @@ class _EnvServer:
         """One session in upstream OpenEnv's dialect (see ``openenv.server.upstream``)."""
         await send({"type": "websocket.accept"})
         codec = self.upstream_codec
+        attach_to = _session_query(scope)
+        if attach_to is not None:
+            await self._serve_attached(attach_to, scope, receive, send)
+            return
         if self.active_sessions >= self.config.max_sessions:
             self._refused("capacity")
             limit = self.config.max_sessions
@@ -273,6 +285,26 @@ class _EnvServer:
         body, content_type = self._render_metrics()
         return Response(body, headers={"Content-Type": content_type})
 
+    async def _serve_attached(
+        self, session_id: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Upstream's dialect on the env of a session created over HTTP (``/ws?session_id=``,
+        upstream 0.10's ``MCPToolClient``); the session outlives the WebSocket."""
+        codec = self.upstream_codec
+        try:
+            session = self.http_sessions.attach(session_id)
+        except SessionRefused as exc:
+            error = codec.error(UpstreamCode.SESSION_ERROR, exc.message)
+            await send({"type": "websocket.send", "text": error})
+            await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
+            return
+        try:
+            caller = session.caller
+            dialect = UpstreamSession(caller.env, codec, self.config, self.metrics, caller)
+            await _serve(dialect, scope, receive, send)
+        finally:
+            await self.http_sessions.detach(session)
+
     async def health(self, request: Request) -> JSONResponse:
         # "healthy" is upstream's word; its clients and readiness probes look for it.
         return JSONResponse({"status": "healthy", "active_sessions": self.active_sessions})
@@ -299,6 +331,15 @@ def _peer(scope: Scope) -> str:
 
 
 _FORK_PREFIX = f"{FORK_SCHEME} ".encode()
+
+
+def _session_query(scope: Scope) -> str | None:
+    """The ``session_id`` of ``/ws?session_id=...``, if given."""
+    query = scope.get("query_string", b"")
+    if b"session_id=" not in query:
+        return None
+    values = parse_qs(query.decode("latin-1")).get("session_id")
+    return values[-1] if values else None
 
 
 def _authorization(scope: Scope) -> bytes:
@@ -333,7 +374,9 @@ def create_app(
     Routes: ``/ws`` (the sessions, in our dialect or upstream OpenEnv's), ``/health``,
     ``/info`` (name, protocol, limits, schemas), ``/metrics`` (Prometheus text, see
     ``openenv.server.metrics``), and upstream's stateless HTTP routes
-    ``/reset``, ``/step``, ``/state``, ``/schema``, ``/metadata`` (``openenv.server.http_routes``).
+    ``/reset``, ``/step``, ``/state``, ``/schema``, ``/metadata`` (``openenv.server.http_routes``),
+    and ``/mcp`` (the env's tools for MCP clients and upstream's session-bound tool clients,
+    ``openenv.server.mcp``).
 
     Args:
         env_cls: the Environment subclass to serve.
@@ -349,6 +392,13 @@ def create_app(
             Route("/metrics", server.metrics_route),
             *http_routes(
                 env_cls, server.env_kwargs, server.config, server.authorized, server.schemas
+            ),
+            Route(
+                "/mcp",
+                McpEndpoint(
+                    env_cls, server.make_env, server.config, server.authorized, server.http_sessions
+                ),
+                methods=["GET", "POST", "DELETE"],
             ),
         ]
     )

@@ -35,6 +35,9 @@ class ServerConfig:
             with its copy of the env, freeing its session slot.
         metrics: count requests, errors and step times for ``/metrics`` (off: the route
             answers 404 and sessions count nothing).
+        session_idle_timeout: seconds a session created over HTTP (``openenv/session/create``
+            on ``/mcp``) may go unused, with no WebSocket attached, before it is closed (None:
+            never).
     """
 
     max_sessions: int = 256
@@ -45,13 +48,14 @@ class ServerConfig:
     token: str | None = field(default=None, repr=False)
     fork_ticket_ttl: float = 10.0
     metrics: bool = True
+    session_idle_timeout: float | None = 300.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
         """Read ``OPENENV_MAX_SESSIONS``, ``OPENENV_MAX_FRAME_BYTES``, ``OPENENV_PING_INTERVAL``,
         ``OPENENV_PING_TIMEOUT``, ``OPENENV_STEP_TIMEOUT``, ``OPENENV_TOKEN``,
-        ``OPENENV_FORK_TICKET_TTL`` and ``OPENENV_METRICS`` (0: off); a value of 0 turns a time
-        limit off."""
+        ``OPENENV_FORK_TICKET_TTL``, ``OPENENV_METRICS`` (0: off) and
+        ``OPENENV_SESSION_IDLE_TIMEOUT``; a value of 0 turns a time limit off."""
         env = os.environ if environ is None else environ
         default = cls()
         return cls(
@@ -64,4 +68,7 @@ class ServerConfig:
             fork_ticket_ttl=float(env.get("OPENENV_FORK_TICKET_TTL", default.fork_ticket_ttl)),
             metrics=env.get("OPENENV_METRICS", "1").strip().lower()
             not in ("0", "false", "no", "off"),
+            session_idle_timeout=_optional_float(
+                env.get("OPENENV_SESSION_IDLE_TIMEOUT"), default.session_idle_timeout
+            ),
         )

@@ -52,10 +52,6 @@ def _unprocessable(errors: list[dict[str, Any]]) -> Response:
     return _json_response({"detail": errors}, 422)
 
 
-def _rpc_error(call_id: Any, code: int, message: str) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": call_id, "error": {"code": code, "message": message}}
-
-
 class _Routes:
     def __init__(
         self,
@@ -111,7 +107,7 @@ class _Routes:
         async def use(caller: EnvCaller) -> Response:
             arguments = reset_arguments(caller.env, data, ("body",))
             observation = await caller.call(caller.env.reset, **arguments)
-            return _json_response(observation_data(observation))
+            return _json_response(observation_data(observation, http=True))
 
         return await self._with_env(use)
 
@@ -128,7 +124,7 @@ class _Routes:
             extra = {"timeout_s": body.timeout_s} if body.timeout_s is not None else {}
             arguments = accepted_kwargs(caller.env.step, extra)
             observation = await caller.call(caller.env.step, body.action, **arguments)
-            return _json_response(observation_data(observation))
+            return _json_response(observation_data(observation, http=True))
 
         return await self._with_env(use)
 
@@ -197,21 +193,6 @@ class _Routes:
             }
         )
 
-    async def mcp(self, request: Request) -> Response:
-        """JSON-RPC 2.0 at ``/mcp``, as upstream serves it, with no methods: this server has no
-        MCP tools, and says so in JSON-RPC's own terms."""
-        refusal = self._refusal(request)
-        if refusal is not None:
-            return refusal
-        try:
-            call = msgspec.json.decode(await request.body())
-        except (ValueError, RecursionError):
-            return _json_response(_rpc_error(None, -32700, "Parse error"))
-        if not isinstance(call, dict) or not isinstance(call.get("method"), str):
-            return _json_response(_rpc_error(None, -32600, "Invalid Request"))
-        message = f"Method not found: {call['method']} (this env server has no MCP tools)"
-        return _json_response(_rpc_error(call.get("id"), -32601, message))
-
     async def metadata(self, request: Request) -> Response:
         refusal = self._refusal(request)
         if refusal is not None:
@@ -254,5 +235,4 @@ def http_routes(
         Route("/schema", routes.schema, methods=["GET"]),
         Route("/metadata", routes.metadata, methods=["GET"]),
         Route("/openapi.json", routes.openapi, methods=["GET"]),
-        Route("/mcp", routes.mcp, methods=["POST"]),
     ]

@@ -202,6 +202,11 @@ class Toolbox:
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
+    def spec(self, name: str) -> Tool | None:
+        """The description of tool ``name`` (None: no such tool)."""
+        entry = self._entries.get(name)
+        return None if entry is None else entry.spec
+
     def arguments_type(self, name: str) -> type[msgspec.Struct]:
         """The Struct the arguments of tool ``name`` are validated as."""
         return self._entries[name].arguments

@@ -26,13 +26,26 @@ from openenv.server.config import ServerConfig
 from openenv.server.dialect import Closing
 from openenv.server.env_call import EnvCaller, EnvCallError, accepted_kwargs
 from openenv.server.environment import Environment
+from openenv.server.mcp_shapes import (
+    INVALID_REQUEST,
+    RpcError,
+    call_tool,
+    handle_tool_rpc,
+    rpc_error,
+    rpc_result,
+    upstream_tool_observation,
+)
 from openenv.server.metrics import ServerMetrics
+from openenv.server.tools import ToolCallError, toolbox
 from openenv.upstream import (
+    UpCallTool,
     UpClose,
+    UpMcp,
     UpReset,
     UpState,
     UpStep,
     UpstreamCode,
+    UpToolStep,
     observation_data,
     request_type,
     state_data,
@@ -41,7 +54,7 @@ from openenv.upstream import (
 
 __all__ = ["Closing", "InvalidArguments", "UpstreamCodec", "UpstreamSession", "reset_arguments"]
 
-_KNOWN_TYPES = frozenset({"reset", "step", "state", "close"})
+_KNOWN_TYPES = frozenset({"reset", "step", "state", "close", "mcp"})
 
 
 class _TypeOnly(msgspec.Struct):
@@ -54,11 +67,32 @@ class UpstreamCodec:
     def __init__(self, action_type: type[Any]) -> None:
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(request_type(action_type))
         self._type_only = msgspec.json.Decoder(_TypeOnly)
+        self._tool_step = msgspec.json.Decoder(UpToolStep)
         self._encoder = msgspec.json.Encoder()
 
     def decode(self, frame: str) -> Any:
         """One request (raises msgspec's ``ValueError``s; :meth:`frame_error` answers them)."""
         return self._decoder.decode(frame)
+
+    def tool_step(self, frame: str) -> UpToolStep | None:
+        """The frame as a step whose action is a tool action, or None if it is not one."""
+        if '"list_tools"' not in frame and '"call_tool"' not in frame:
+            return None
+        try:
+            return self._tool_step.decode(frame)
+        except (ValueError, RecursionError):
+            return None
+
+    def fields(self, observation: dict[str, Any], reward: Any = None, done: bool = False) -> str:
+        """An observation reply made of plain fields (a tool result's, in upstream's shape)."""
+        metadata = observation.get("metadata") or {}
+        data = {"observation": observation, "reward": reward, "done": done}
+        if metadata:
+            data["metadata"] = metadata
+        return self._encoder.encode({"type": "observation", "data": data}).decode()
+
+    def mcp(self, response: dict[str, Any]) -> str:
+        return self._encoder.encode({"type": "mcp", "data": response}).decode()
 
     def frame_error(self, frame: str, exc: Exception) -> str:
         """The error reply to an undecodable frame, with upstream's code for what went wrong."""
@@ -132,8 +166,13 @@ class UpstreamSession:
         codec: UpstreamCodec,
         config: ServerConfig,
         metrics: ServerMetrics | None = None,
+        caller: EnvCaller | None = None,
     ) -> None:
-        self._caller = EnvCaller(env, config.step_timeout)
+        # A session attached to an HTTP-created one (/ws?session_id=) runs that session's
+        # caller, and leaves its env open when the WebSocket ends.
+        self._owned = caller is None
+        self._caller = EnvCaller(env, config.step_timeout) if caller is None else caller
+        self._tools = toolbox(type(env))
         self._codec = codec
         self._max_frame = config.max_frame_bytes
         self._metrics = metrics
@@ -156,6 +195,13 @@ class UpstreamSession:
             if metrics is not None:
                 metrics.error("too_big")
             return Closing(CloseCode.TOO_BIG, "frame exceeds the server's size limit")
+        # A tool action is looked for first: an action type whose fields all have defaults
+        # would take {"type": "call_tool", ...} for itself.
+        tool_step = codec.tool_step(frame) if self._tools else None
+        if tool_step is not None:
+            if metrics is not None:
+                metrics.requests["tool", "upstream"] += 1
+            return self._tool_step(tool_step)
         try:
             request = codec.decode(frame)
         except (ValueError, RecursionError) as exc:
@@ -182,6 +228,8 @@ class UpstreamSession:
             if kind is UpReset:
                 arguments = reset_arguments(env, request.data, ("data",))
                 return self._sent(codec.observation(await caller.call(env.reset, **arguments)))
+            if kind is UpMcp:
+                return self._sent(codec.mcp(await self._rpc(request.data)))
             assert kind is UpState
             return self._sent(codec.state(await caller.state()))
         except InvalidArguments as exc:
@@ -191,6 +239,43 @@ class UpstreamSession:
             code = "timeout" if exc.timed_out else "env_error"
             reply = self._sent(codec.error(UpstreamCode.EXECUTION_ERROR, exc.message), code)
             return Closing(CloseCode.INTERNAL_ERROR, frame=reply) if exc.timed_out else reply
+
+    async def _rpc(self, call: Any) -> dict[str, Any]:
+        """A JSON-RPC request (``tools/list``, ``tools/call``) on this session's env."""
+        if not isinstance(call, dict) or not isinstance(call.get("method"), str):
+            return rpc_error(None, INVALID_REQUEST, "Invalid Request: not a JSON-RPC request")
+        params = call.get("params") or {}
+        if not isinstance(params, dict):
+            return rpc_error(call.get("id"), INVALID_REQUEST, "Invalid Request: params")
+        try:
+            result = await handle_tool_rpc(self._tools, self._caller, call["method"], params)
+        except RpcError as exc:
+            return rpc_error(call.get("id"), exc.code, exc.message)
+        return rpc_result(call.get("id"), result)
+
+    async def _tool_step(self, request: UpToolStep) -> Outgoing:
+        """A ``list_tools`` or ``call_tool`` step, answered as upstream 0.10's MCP envs do."""
+        codec, action = self._codec, request.data
+        if not isinstance(action, UpCallTool):
+            tools = [
+                {"name": t.name, "description": t.description, "input_schema": t.input_schema}
+                for t in self._tools.specs
+            ]
+            return self._sent(codec.fields({"tools": tools, "metadata": {}}))
+        try:
+            result, spec = await call_tool(
+                self._tools, self._caller, action.tool_name, action.arguments
+            )
+        except ToolCallError as exc:
+            errors = [{**e, "loc": ["data", *e["loc"]]} for e in exc.errors]
+            error = codec.error(UpstreamCode.VALIDATION_ERROR, str(exc), errors=errors)
+            return self._sent(error, "invalid_action")
+        except EnvCallError as exc:
+            code = "timeout" if exc.timed_out else "env_error"
+            reply = self._sent(codec.error(UpstreamCode.EXECUTION_ERROR, exc.message), code)
+            return Closing(CloseCode.INTERNAL_ERROR, frame=reply) if exc.timed_out else reply
+        fields = {**upstream_tool_observation(result, spec), "metadata": result.metadata}
+        return self._sent(codec.fields(fields, result.reward, result.done))
 
     def _sent(self, frame: str, error: str | None = None) -> str:
         """Count ``frame`` going out (an error reply, with our code for it ``error``)."""
@@ -203,8 +288,10 @@ class UpstreamSession:
         return frame
 
     async def release(self) -> None:
-        """Close the env; called once, after the session ended."""
-        await self._caller.release()
+        """Close the env (unless an HTTP-created session owns it); called once, after the
+        session ended."""
+        if self._owned:
+            await self._caller.release()
 
 
-_KINDS = {UpReset: "reset", UpStep: "step", UpState: "state", UpClose: "close"}
+_KINDS = {UpReset: "reset", UpStep: "step", UpState: "state", UpClose: "close", UpMcp: "tool"}

@@ -75,12 +75,21 @@ def test_anything_else_is_a_frame_error(frame: bytes | str) -> None:
 
 
 def test_observation_and_state_data_keep_defaults_and_lift_reward_and_done() -> None:
+    # Upstream 0.10's shape: metadata inside the observation, and again at the top level (on
+    # the WebSocket only when not empty; over HTTP always, null when empty).
     data = observation_data(EchoObservation(echoed_message="a", reward=0.5, metadata={"k": 1}))
     assert msgspec.to_builtins(data) == {
-        "observation": {"echoed_message": "a", "message_length": 0},
+        "observation": {"echoed_message": "a", "message_length": 0, "metadata": {"k": 1}},
         "reward": 0.5,
         "done": False,
+        "metadata": {"k": 1},
     }
+    assert observation_data(EchoObservation(echoed_message="a")) == {
+        "observation": {"echoed_message": "a", "message_length": 0, "metadata": {}},
+        "reward": None,
+        "done": False,
+    }
+    assert observation_data(EchoObservation(echoed_message="a"), http=True)["metadata"] is None
     assert state_data(State()) == {"episode_id": None, "step_count": 0}
 
 

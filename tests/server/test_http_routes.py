@@ -28,17 +28,23 @@ def test_reset_step_state_in_upstreams_shapes() -> None:
     with client_for() as client:
         reset = client.post("/reset", json={"seed": 3, "episode_id": "e1"})
         assert reset.status_code == 200
-        assert reset.json() == {
-            "observation": {"echoed_message": "Echo environment ready!", "message_length": 0},
+        assert reset.json() == {  # upstream 0.10's shape: metadata also at the top, always
+            "observation": {
+                "echoed_message": "Echo environment ready!",
+                "message_length": 0,
+                "metadata": {},
+            },
             "reward": 0.0,
             "done": False,
+            "metadata": None,
         }
         assert client.post("/reset").status_code == 200  # no body: every field defaults
         step = client.post("/step", json={"action": {"message": "hi"}, "request_id": "r1"})
         assert step.json() == {
-            "observation": {"echoed_message": "hi", "message_length": 2},
+            "observation": {"echoed_message": "hi", "message_length": 2, "metadata": {}},
             "reward": 0.2,
             "done": False,
+            "metadata": None,
         }
         assert client.get("/state").json() == {"episode_id": None, "step_count": 0}
 
@@ -134,7 +140,7 @@ def test_openapi_lists_the_routes_and_mcp_answers_in_json_rpc() -> None:
         )
         step = document["paths"]["/step"]["post"]["requestBody"]["content"]["application/json"]
         assert "message" in step["schema"]["properties"]["action"]["properties"]
-        answer = client.post("/mcp", json={"jsonrpc": "2.0", "id": 7, "method": "tools/list"})
+        answer = client.post("/mcp", json={"jsonrpc": "2.0", "id": 7, "method": "tools/nope"})
         assert answer.status_code == 200
         assert answer.json()["id"] == 7 and answer.json()["error"]["code"] == -32601
         assert client.post("/mcp", json={}).json()["error"]["code"] == -32600

@@ -57,14 +57,18 @@ def test_no_subprotocol_gets_no_greeting_and_upstream_shapes() -> None:
         assert reply == {
             "type": "observation",
             "data": {
-                "observation": {"echoed_message": "Echo environment ready!", "message_length": 0},
+                "observation": {
+                    "echoed_message": "Echo environment ready!",
+                    "message_length": 0,
+                    "metadata": {},
+                },
                 "reward": 0.0,
                 "done": False,
             },
         }
         reply = call(ws, {"type": "step", "data": {"message": "abc"}})
         assert reply["data"] == {
-            "observation": {"echoed_message": "abc", "message_length": 3},
+            "observation": {"echoed_message": "abc", "message_length": 3, "metadata": {}},
             "reward": 0.3,
             "done": False,
         }
@@ -262,7 +266,7 @@ def test_any_text_frame_gets_one_well_formed_reply_and_the_session_survives(fram
         except WebSocketDisconnect as closed:  # only a well-formed close is acceptable
             assert closed.code == 1000 and json.loads(frame)["type"] == "close"
             return
-        assert reply["type"] in ("observation", "state", "error")
+        assert reply["type"] in ("observation", "state", "mcp", "error")
         if reply["type"] == "error":
             assert reply["data"]["code"] in {
                 "INVALID_JSON",
