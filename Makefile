@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed-stamp
 # Env images build FROM this; machines without a registry make it locally (make base-image).
 BASE_IMAGE ?= $(shell docker image inspect openenv-base:bookworm >/dev/null 2>&1 \
 	&& echo openenv-base:bookworm || echo python:3.11-slim)
+# The terminal env's image also needs git and procps: the base plus those (make base-image).
+TOOLS_BASE_IMAGE ?= $(shell docker image inspect openenv-base-tools:bookworm >/dev/null 2>&1 \
+	&& echo openenv-base-tools:bookworm || echo python:3.11-bookworm)
 
 .PHONY: install run test test-floor lint images base-image upstream-venv trainer-venv bench-upstream \
 	docs plots clean
@@ -100,9 +103,11 @@ docs: plots
 # Hermetic env images: wheels built here, installed in the image with pip --no-index.
 images: install
 	$(VENV)/bin/openenv build envs/echo_env envs/coding_env --base-image $(BASE_IMAGE)
+	$(VENV)/bin/openenv build envs/terminal_env --base-image $(TOOLS_BASE_IMAGE)
 
 # Docker engine (Debian's docker.io) and the local base image openenv-base:bookworm, made with
-# debootstrap and cached in /var/cache/openenv: for machines with no container registry. Root.
+# debootstrap and cached in /var/cache/openenv, plus openenv-base-tools:bookworm (the base with
+# git and procps, for the terminal env): for machines with no container registry. Root.
 base-image:
 	bash .ci/docker-setup.sh
 

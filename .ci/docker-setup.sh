@@ -5,12 +5,15 @@
 #   2. start dockerd in the background when `docker info` does not answer
 #   3. build the local base image openenv-base:bookworm with debootstrap
 #      (rootfs tarball cached under /var/cache/openenv/ for re-imports)
+#   4. build openenv-base-tools:bookworm: the base plus git and procps (the terminal env's
+#      image builds from it), the .debs downloaded by the host's apt and cached there too
 #
 # Idempotent: every step is skipped when its result is already there.
 # Needs root. No registry access needed (only the Debian mirror apt already uses).
 #
 # Environment overrides:
 #   OPENENV_BASE_IMAGE     image tag to create       (default openenv-base:bookworm)
+#   OPENENV_TOOLS_IMAGE    tools image tag           (default openenv-base-tools:bookworm)
 #   OPENENV_DEBIAN_MIRROR  mirror for debootstrap    (default: taken from apt sources)
 #   OPENENV_CACHE_DIR      rootfs tarball cache dir  (default /var/cache/openenv)
 #   OPENENV_DOCKERD_FLAGS  extra flags for dockerd   (default none)
@@ -128,10 +131,6 @@ fi
 # ---------------------------------------------------------------------------
 # 3. base image
 # ---------------------------------------------------------------------------
-if docker image inspect "$IMAGE" >/dev/null 2>&1; then
-    log "image $IMAGE already present; nothing to do"
-    exit 0
-fi
 
 # Mirror used by this machine's apt for the plain suite (not -security).
 detect_mirror() {
@@ -178,62 +177,111 @@ import_tar() {
         - "$IMAGE" <"$1" >/dev/null
 }
 
-if [ -s "$CACHE_TAR" ]; then
+make_base() {
+    if [ -s "$CACHE_TAR" ]; then
+        t0=$SECONDS
+        import_tar "$CACHE_TAR"
+        log "re-imported from cache in $((SECONDS - t0))s"
+        return 0
+    fi
+
+    MIRROR=${OPENENV_DEBIAN_MIRROR:-$(detect_mirror)}
+    MIRROR=${MIRROR%/}
+    # /var/tmp rather than /tmp: /tmp may be a noexec/nodev tmpfs.
+    ROOTFS=$(mktemp -d /var/tmp/openenv-rootfs.XXXXXX)
+    cleanup() {
+        # debootstrap mounts proc/sys inside the target; if it was interrupted
+        # they may still be mounted: unmount before deleting (never follow them).
+        local m
+        for m in $(awk -v r="$ROOTFS" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r); do
+            umount -l "$m" 2>/dev/null || true
+        done
+        rm -rf --one-file-system "$ROOTFS"
+        rm -f "$CACHE_TAR.tmp"
+    }
+    trap cleanup RETURN
+
+    log "debootstrap --variant=$VARIANT --include=$INCLUDE $SUITE $ROOTFS $MIRROR (takes ~1 min)"
+    t0=$SECONDS
+    if ! debootstrap --variant="$VARIANT" --include="$INCLUDE" "$SUITE" "$ROOTFS" "$MIRROR" \
+        >"$ROOTFS.log" 2>&1; then
+        tail -n 30 "$ROOTFS.log" >&2 || true
+        log "full log: $ROOTFS.log"
+        die "debootstrap failed"
+    fi
+    rm -f "$ROOTFS.log"
+    log "debootstrap done in $((SECONDS - t0))s"
+
+    # Trim: apt caches/lists (derived images run apt-get update anyway), docs,
+    # host-specific files copied by debootstrap, device nodes (docker provides /dev).
+    (
+        cd "$ROOTFS"
+        rm -rf var/cache/apt/archives/*.deb var/cache/apt/*.bin var/lib/apt/lists/* \
+            usr/share/man/* usr/share/info/* var/log/*.log var/log/apt/* \
+            dev/* etc/resolv.conf etc/hostname
+        find usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete 2>/dev/null || true
+        find usr/share/doc -mindepth 1 -type d -empty -delete 2>/dev/null || true
+        touch etc/resolv.conf etc/hostname
+        {
+            echo "deb $MIRROR $SUITE main"
+            echo "deb $MIRROR $SUITE-updates main"
+        } >etc/apt/sources.list
+    )
+
+    mkdir -p "$CACHE_DIR"
+    t0=$SECONDS
+    tar -C "$ROOTFS" --numeric-owner -c . | gzip -1 >"$CACHE_TAR.tmp"
+    mv -f "$CACHE_TAR.tmp" "$CACHE_TAR"
+    log "cached rootfs: $CACHE_TAR ($(du -h "$CACHE_TAR" | cut -f1)) in $((SECONDS - t0))s"
+
     t0=$SECONDS
     import_tar "$CACHE_TAR"
-    log "re-imported from cache in $((SECONDS - t0))s"
-    exit 0
-fi
-
-MIRROR=${OPENENV_DEBIAN_MIRROR:-$(detect_mirror)}
-MIRROR=${MIRROR%/}
-# /var/tmp rather than /tmp: /tmp may be a noexec/nodev tmpfs.
-ROOTFS=$(mktemp -d /var/tmp/openenv-rootfs.XXXXXX)
-cleanup() {
-    # debootstrap mounts proc/sys inside the target; if it was interrupted
-    # they may still be mounted: unmount before deleting (never follow them).
-    local m
-    for m in $(awk -v r="$ROOTFS" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r); do
-        umount -l "$m" 2>/dev/null || true
-    done
-    rm -rf --one-file-system "$ROOTFS"
-    rm -f "$CACHE_TAR.tmp"
+    log "import done in $((SECONDS - t0))s; $IMAGE size: $(docker image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
 }
-trap cleanup EXIT
 
-log "debootstrap --variant=$VARIANT --include=$INCLUDE $SUITE $ROOTFS $MIRROR (takes ~1 min)"
-t0=$SECONDS
-if ! debootstrap --variant="$VARIANT" --include="$INCLUDE" "$SUITE" "$ROOTFS" "$MIRROR" \
-    >"$ROOTFS.log" 2>&1; then
-    tail -n 30 "$ROOTFS.log" >&2 || true
-    log "full log: $ROOTFS.log"
-    die "debootstrap failed"
+if docker image inspect "$IMAGE" >/dev/null 2>&1; then
+    log "image $IMAGE already present"
+else
+    make_base
 fi
-rm -f "$ROOTFS.log"
-log "debootstrap done in $((SECONDS - t0))s"
 
-# Trim: apt caches/lists (derived images run apt-get update anyway), docs,
-# host-specific files copied by debootstrap, device nodes (docker provides /dev).
-(
-    cd "$ROOTFS"
-    rm -rf var/cache/apt/archives/*.deb var/cache/apt/*.bin var/lib/apt/lists/* \
-        usr/share/man/* usr/share/info/* var/log/*.log var/log/apt/* \
-        dev/* etc/resolv.conf etc/hostname
-    find usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete 2>/dev/null || true
-    find usr/share/doc -mindepth 1 -type d -empty -delete 2>/dev/null || true
-    touch etc/resolv.conf etc/hostname
-    {
-        echo "deb $MIRROR $SUITE main"
-        echo "deb $MIRROR $SUITE-updates main"
-    } >etc/apt/sources.list
-)
+# ---------------------------------------------------------------------------
+# 4. tools image: the base plus Debian packages some env images need (the terminal env's git)
+# ---------------------------------------------------------------------------
+# `docker build` of an env image runs with no network, so Debian packages are added here, to
+# an image of their own: the host's apt downloads them (and what they need that the base lacks,
+# resolved against the base's own dpkg status), a throw-away container of the base installs them
+# with no network, and `docker commit` keeps the result as one layer.
+TOOLS_IMAGE=${OPENENV_TOOLS_IMAGE:-openenv-base-tools:bookworm}
+TOOLS_PACKAGES="git procps"
+TOOLS_ID=$(printf '%s\n' "$RECIPE_ID" "$TOOLS_PACKAGES" | sha256sum | cut -c1-12)
 
-mkdir -p "$CACHE_DIR"
-t0=$SECONDS
-tar -C "$ROOTFS" --numeric-owner -c . | gzip -1 >"$CACHE_TAR.tmp"
-mv -f "$CACHE_TAR.tmp" "$CACHE_TAR"
-log "cached rootfs: $CACHE_TAR ($(du -h "$CACHE_TAR" | cut -f1)) in $((SECONDS - t0))s"
+make_tools() {
+    local debs=$CACHE_DIR/tools-debs-$TOOLS_ID status container
+    mkdir -p "$debs/partial"
+    status=$(mktemp)
+    docker run --rm --network none "$IMAGE" cat /var/lib/dpkg/status >"$status"
+    [ -n "$(ls /var/lib/apt/lists/*Packages* 2>/dev/null)" ] || apt-get update -qq
+    log "downloading $TOOLS_PACKAGES (and what the base lacks for them) with apt-get"
+    # shellcheck disable=SC2086  # the package list is split on purpose
+    apt-get install --download-only --no-install-recommends -y -qq \
+        -o Dir::State::status="$status" -o Dir::Cache::archives="$debs" $TOOLS_PACKAGES >/dev/null
+    rm -f "$status"
+    container=$(docker create --network none --user 0:0 -v "$debs:/debs:ro" "$IMAGE" \
+        sh -c 'dpkg -i /debs/*.deb >/dev/null && rm -rf /var/log/dpkg.log /var/cache/debconf/*-old')
+    if ! docker start -a "$container" >&2; then
+        docker rm -f "$container" >/dev/null
+        die "installing $TOOLS_PACKAGES into $TOOLS_IMAGE failed"
+    fi
+    docker commit --change 'CMD ["/bin/bash"]' --change "LABEL org.openenv.tools=$TOOLS_ID" \
+        "$container" "$TOOLS_IMAGE" >/dev/null
+    docker rm "$container" >/dev/null
+    log "$TOOLS_IMAGE made ($TOOLS_PACKAGES)"
+}
 
-t0=$SECONDS
-import_tar "$CACHE_TAR"
-log "import done in $((SECONDS - t0))s; $IMAGE size: $(docker image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
+if [ "$(docker image inspect --format '{{ index .Config.Labels "org.openenv.tools" }}' \
+    "$TOOLS_IMAGE" 2>/dev/null)" = "$TOOLS_ID" ]; then
+    log "image $TOOLS_IMAGE already present"
+else
+    make_tools
+fi

@@ -144,6 +144,7 @@ def our_containers() -> list[str]:
 #: and points the tests at it (e.g. OPENENV_TEST_CODING_IMAGE=coding-env:fork).
 ECHO_IMAGE = os.environ.get("OPENENV_TEST_ECHO_IMAGE", "echo-env:latest")
 CODING_IMAGE = os.environ.get("OPENENV_TEST_CODING_IMAGE", "coding-env:latest")
+TERMINAL_IMAGE = os.environ.get("OPENENV_TEST_TERMINAL_IMAGE", "terminal-env:latest")
 
 
 @pytest.fixture(scope="session")
@@ -152,7 +153,7 @@ def docker_images() -> None:
     OPENENV_REQUIRE_DOCKER=1 (CI) says they must run."""
     problem = docker_problem()
     if problem is None:
-        for image in (ECHO_IMAGE, CODING_IMAGE):
+        for image in (ECHO_IMAGE, CODING_IMAGE, TERMINAL_IMAGE):
             done = subprocess.run(["docker", "image", "inspect", image], capture_output=True)
             if done.returncode != 0:
                 problem = f"image {image} is missing (make images)"

@@ -91,8 +91,8 @@ class AsyncEnv(AsyncEnvClient[ActT, ObsT, StateT]):
         """Start a container of ``image`` and connect to it; it is removed when the client
         closes. ``options`` are :class:`~openenv.providers.docker.LocalDockerProvider`'s
         (typed by :class:`~openenv.providers.docker.DockerOptions`: ``transport``,
-        ``network``, ``env``, ``memory``, ``cpus``, ``pids``, ``scratch_size``, ``user``,
-        ``read_only``, ``auth``, ``startup_timeout``, …)."""
+        ``network``, ``env``, ``memory``, ``cpus``, ``pids``, ``scratch_size``,
+        ``scratch_exec``, ``user``, ``read_only``, ``auth``, ``startup_timeout``, …)."""
         from openenv.providers.docker import LocalDockerProvider
 
         return await open_client(LocalDockerProvider(image, **options), cls)

@@ -68,7 +68,8 @@ class DockerOptions(TypedDict, total=False):
     memory: str | int
     cpus: float
     pids: int
-    scratch_size: str
+    scratch_size: str | None
+    scratch_exec: bool | None
     user: str
     allow_root: bool
     read_only: bool
@@ -99,7 +100,11 @@ class LocalDockerProvider(Provider):
         memory: memory limit (``"512m"``); swap is not allowed beyond it.
         cpus: CPU limit in cores.
         pids: process/thread limit.
-        scratch_size: size of the writable tmpfs at ``/tmp``.
+        scratch_size: size of the writable tmpfs at ``/tmp`` (default: the image's
+            ``org.openenv.scratch-size`` label, else 64m).
+        scratch_exec: whether programs may be run from ``/tmp`` (it is ``noexec`` otherwise;
+            default: the image's ``org.openenv.scratch-exec`` label, else False). An image
+            whose env runs the agent's own scripts (the terminal env) sets the labels.
         user: the container user (default nobody); root is refused unless ``allow_root``.
         read_only: read-only root filesystem.
         auth: a random bearer token per container.
@@ -125,7 +130,8 @@ class LocalDockerProvider(Provider):
         memory: str | int = "512m",
         cpus: float = 1.0,
         pids: int = 256,
-        scratch_size: str = "64m",
+        scratch_size: str | None = None,
+        scratch_exec: bool | None = None,
         user: str = _NOBODY,
         allow_root: bool = False,
         read_only: bool = True,
@@ -154,6 +160,8 @@ class LocalDockerProvider(Provider):
         self.cpus = cpus
         self.pids = pids
         self.scratch_size = scratch_size
+        self.scratch_exec = scratch_exec
+        self._labels: dict[str, str] | None = None  # the image's, read once
         self.user = user
         self.read_only = read_only
         self.auth = auth
@@ -174,7 +182,13 @@ class LocalDockerProvider(Provider):
         docker = self._client()
         workdir = self._make_workdir()
         token = secrets.token_urlsafe(24) if self.auth else None
-        creating = asyncio.ensure_future(docker.containers.create(self._config(workdir, token)))
+        try:
+            labels = await self._image_labels(docker)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        config = self._config(workdir, token, labels)
+        creating = asyncio.ensure_future(docker.containers.create(config))
         try:
             container = await asyncio.shield(creating)
         except aiodocker.DockerError as exc:
@@ -278,7 +292,19 @@ class LocalDockerProvider(Provider):
             shared.chmod(0o777)  # not root, or a named user: let anyone inside write there
         return parent
 
-    def _config(self, workdir: Path, token: str | None) -> dict[str, Any]:
+    async def _image_labels(self, docker: aiodocker.Docker) -> dict[str, str]:
+        """The image's labels (read once; {} when the image is missing: create says so)."""
+        if self._labels is None:
+            try:
+                info = await docker.images.inspect(self.image)
+            except aiodocker.DockerError:
+                return {}
+            self._labels = dict((info.get("Config") or {}).get("Labels") or {})
+        return self._labels
+
+    def _config(
+        self, workdir: Path, token: str | None, labels: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         command = ["openenv", "serve", "--ready-file", f"{_SOCKET_DIR}/ready"]
         if self.transport == "unix":
             command += ["--uds", f"{_SOCKET_DIR}/env.sock"]
@@ -287,13 +313,20 @@ class LocalDockerProvider(Provider):
             if token is None:
                 command.append("--insecure-no-token")  # published on 127.0.0.1 only
         env = {**self.env, "OPENENV_TOKEN": token or ""}
+        labels = labels or {}
+        size = self.scratch_size or labels.get("org.openenv.scratch-size") or "64m"
+        runnable = self.scratch_exec
+        if runnable is None:
+            runnable = labels.get("org.openenv.scratch-exec", "").lower() == "true"
+        # Docker mounts a tmpfs noexec unless told "exec".
+        scratch = f"rw,{'exec' if runnable else 'noexec'},nosuid,nodev,size={size},mode=1777"
         host_config: dict[str, Any] = {
             "Binds": [f"{workdir / 'run'}:{_SOCKET_DIR}:rw"],
             "NetworkMode": "bridge" if self.network else "none",
             "CapDrop": ["ALL"],
             "SecurityOpt": ["no-new-privileges"],
             "ReadonlyRootfs": self.read_only,
-            "Tmpfs": {"/tmp": f"rw,nosuid,nodev,size={self.scratch_size},mode=1777"},
+            "Tmpfs": {"/tmp": scratch},
             "Memory": self.memory,
             "MemorySwap": self.memory,
             "NanoCpus": int(self.cpus * 1e9),

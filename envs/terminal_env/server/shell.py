@@ -540,21 +540,20 @@ class Shell:
 TAG_VAR = "OPENENV_TERMINAL_SESSION"
 
 
-def sweep(session: int, tag: str | None, rounds: int = 20) -> None:
-    """SIGKILL every process of the session ``session`` and every process whose environment
+def sweep(session: int, tag: str | None, rounds: int = 50) -> None:
+    """Kill every process of the session ``session`` and every process whose environment
     carries ``TAG_VAR=tag`` (which catches those that left the session with ``setsid``),
-    repeatedly until none is left: a fork bomb keeps forking while it is being killed."""
+    until none is left. Each round stops them all first, then kills them: a fork bomb cannot
+    fork while it is being killed."""
     marker = f"{TAG_VAR}={tag}".encode() if tag else None
     me = os.getpid()
     uid = os.getuid()
     for _ in range(rounds):
-        found = False
+        found = []
         for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
+            if not entry.name.isdigit() or int(entry.name) == me:
                 continue
             pid = int(entry.name)
-            if pid == me:
-                continue
             fields = procfs.stat_fields(pid)
             if fields is None or fields[0] in ("Z", "X"):
                 continue
@@ -568,11 +567,13 @@ def sweep(session: int, tag: str | None, rounds: int = 20) -> None:
                 except OSError:
                     continue
             if ours:
-                found = True
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+                found.append(pid)
         if not found:
             return
+        for signum in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in found:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signum)
 
 
 def remove_tree(path: Path) -> None:

@@ -1,5 +1,9 @@
 """The terminal environment: a persistent bash per session, files, background jobs and tasks.
 
+File operations and clean-up run on the server's event loop, with no thread: on a
+local tmpfs they take microseconds, and under a fork bomb (the container's pids limit reached)
+no new thread could start.
+
 Each session owns a directory under the server's root (``$OPENENV_TERMINAL_ROOT``, default
 ``<tmp>/openenv-terminal``) holding its ``workspace`` (the shell's start directory and
 ``HOME``) and a private ``run`` directory (its pipes, and a task's tests while they run).
@@ -202,16 +206,16 @@ class TerminalEnvironment(Environment[TerminalAction, TerminalObservation, Termi
         if isinstance(op, Exec):
             return await self._exec(shell, op)
         if isinstance(op, WriteFile):
-            await asyncio.to_thread(_write, self._path(shell, op.path), op.content, op.mode)
+            _write(self._path(shell, op.path), op.content, op.mode)
             return TerminalObservation(exit_code=0)
         if isinstance(op, ReadFile):
             if op.max_bytes < 0:
                 raise ValueError(f"max_bytes must be >= 0, not {op.max_bytes}")
             limit = min(op.max_bytes, MAX_READ_BYTES)
-            data, more = await asyncio.to_thread(_read, self._path(shell, op.path), limit)
+            data, more = _read(self._path(shell, op.path), limit)
             return TerminalObservation(exit_code=0, data=data, truncated=more)
         if isinstance(op, ListDir):
-            entries, more = await asyncio.to_thread(_list, self._path(shell, op.path))
+            entries, more = _list(self._path(shell, op.path))
             return TerminalObservation(exit_code=0, entries=entries, truncated=more)
         if isinstance(op, Start):
             job = await shell.start_background(op.command, op.cwd, op.env)
@@ -341,7 +345,9 @@ class TerminalEnvironment(Environment[TerminalAction, TerminalObservation, Termi
     def _path(self, shell: Shell, path: str) -> Path:
         if "\0" in path:
             raise ValueError("a path cannot hold a NUL character")
-        return Path(shell.cwd) / path  # an absolute path stays as it is
+        resolved = Path(shell.cwd) / path  # an absolute path stays as it is
+        _refuse_server_files(resolved)
+        return resolved
 
     async def _new_shell(self, keep_workspace: bool = False) -> Shell:
         if not keep_workspace or self._session is None:
@@ -358,7 +364,13 @@ class TerminalEnvironment(Environment[TerminalAction, TerminalObservation, Termi
             self.max_output_bytes,
             self.max_procs,
         )
-        shell.start()
+        try:
+            shell.start()
+        except BlockingIOError as exc:
+            raise RuntimeError(
+                "cannot start a shell: no process slot is free (the container's pids limit "
+                "is reached; a session may be running a fork bomb, which its reset ends)"
+            ) from exc
         self._shell = shell
         return shell
 
@@ -373,7 +385,7 @@ class TerminalEnvironment(Environment[TerminalAction, TerminalObservation, Termi
         await self._drop_shell()
         session, self._session = self._session, None
         if session is not None:
-            await asyncio.to_thread(remove_tree, session)
+            remove_tree(session)
             with contextlib.suppress(OSError):
                 self.root.rmdir()  # the last session out leaves no trace
 
@@ -398,6 +410,24 @@ def _shell_env(workspace: Path, tag: str) -> dict[str, str]:
     )
     env[TAG_VAR] = tag
     return env
+
+
+def _refuse_server_files(path: Path) -> None:
+    """File operations run in the server: they must not reach its own ``/proc`` files (its
+    environment holds the token; its ``fd/`` holds every session's pipes), which the shell
+    itself cannot read (the server is non-dumpable)."""
+    # Both the path and its directory resolved: /dev/fd/N is a link to what fd N is (a pipe
+    # has no path at all), but its directory resolves to /proc/<server>/fd.
+    for real in (os.path.realpath(path), os.path.realpath(path.parent)):
+        parts = real.split("/")
+        if len(parts) > 2 and parts[1] == "proc" and parts[2].isdigit():
+            try:
+                ours = {int(task) for task in os.listdir("/proc/self/task")} | {os.getpid()}
+            except OSError:
+                ours = {os.getpid()}
+            if int(parts[2]) in ours:
+                message = "Permission denied (the server's own process files)"
+                raise PermissionError(13, message, str(path))
 
 
 def _describe(exc: BaseException) -> str:
