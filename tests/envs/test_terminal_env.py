@@ -311,3 +311,19 @@ def test_gymnasium_adapter_drives_it() -> None:
         assert info["observation"].stdout == "typed\n"
     finally:
         gym_env.close()
+
+
+@module_loop
+async def test_exec_read_file_and_write_file_are_tools(env: AsyncTerminalEnv) -> None:
+    names = {tool.name for tool in await env.list_tools()}
+    assert {"exec", "read_file", "write_file"} <= names
+    await env.call_tool("exec", command="mkdir -p t && cd t && export VIA=tool")
+    wrote = await env.call_tool("write_file", path="run.sh", content="echo $VIA\n", mode=0o755)
+    assert wrote.observation.result == "wrote 10 bytes to run.sh"
+    ran = (await env.call_tool("exec", command="./run.sh; pwd")).observation
+    assert ran.result["stdout"] == f"tool\n{(await env.state()).workspace}/t\n"
+    assert ran.result["exit_code"] == 0 and ran.reward == 0.0
+    assert (await env.call_tool("read_file", path="run.sh")).observation.result == "echo $VIA\n"
+    missing = (await env.call_tool("read_file", path="nope")).observation
+    assert missing.error is not None and "FileNotFoundError" in missing.error.message
+    assert (await env.state()).step_count >= 5  # tool calls are steps

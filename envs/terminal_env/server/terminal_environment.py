@@ -55,7 +55,7 @@ from envs.terminal_env.server.shell import (
     sweep,
 )
 from envs.terminal_env.server.tasks import TASKS_DIR, Task, load_task
-from openenv.server import Environment
+from openenv.server import Environment, tool
 
 __all__ = ["DEFAULT_MAX_OUTPUT_BYTES", "TerminalEnvironment", "protect_server"]
 
@@ -336,6 +336,53 @@ class TerminalEnvironment(Environment[TerminalAction, TerminalObservation, Termi
     @property
     def state(self) -> TerminalState:
         return self._state
+
+    # The same operations as tools (each call is a step of the episode).
+
+    @tool
+    async def exec(
+        self, command: str, timeout_s: float = 30.0, cwd: str | None = None
+    ) -> TerminalObservation:
+        """Run a command in the session's persistent bash shell (cd, variables and functions
+        carry over to the next command); returns its stdout, stderr and exit code.
+
+        Args:
+            command: bash source, one or more lines.
+            timeout_s: past this many seconds the command is stopped (exit code 124).
+            cwd: run in this directory instead of the shell's current one (this call only).
+        """
+        return await self.step(TerminalAction(op=Exec(command, timeout_s, cwd)))
+
+    @tool
+    async def read_file(self, path: str, max_bytes: int = 1 << 20) -> str:
+        """Read a text file (undecodable bytes are replaced); relative paths start at the
+        shell's current directory.
+
+        Args:
+            path: the file to read.
+            max_bytes: read at most this many bytes (a note marks a cut).
+        """
+        observation = await self.step(TerminalAction(op=ReadFile(path, max_bytes)))
+        if observation.error:
+            raise OSError(observation.error)
+        text = observation.data.decode("utf-8", "replace")
+        return text + (f"\n[cut at {max_bytes} bytes]" if observation.truncated else "")
+
+    @tool
+    async def write_file(self, path: str, content: str, mode: int = 0o644) -> str:
+        """Write a text file (UTF-8), creating its parent directories; relative paths start
+        at the shell's current directory.
+
+        Args:
+            path: the file to write (replaced if it exists).
+            content: the whole new content.
+            mode: its permission bits, e.g. 493 (0o755) for a script.
+        """
+        data = content.encode()
+        observation = await self.step(TerminalAction(op=WriteFile(path, data, mode)))
+        if observation.error:
+            raise OSError(observation.error)
+        return f"wrote {len(data)} bytes to {path}"
 
     async def close(self) -> None:
         await self._teardown()
