@@ -13,7 +13,7 @@ BASE_IMAGE ?= $(shell docker image inspect openenv-base:bookworm >/dev/null 2>&1
 TOOLS_BASE_IMAGE ?= $(shell docker image inspect openenv-base-tools:bookworm >/dev/null 2>&1 \
 	&& echo openenv-base-tools:bookworm || echo python:3.11-bookworm)
 
-.PHONY: install run test test-floor lint images base-image upstream-venv trainer-venv bench-upstream \
+.PHONY: install ray run test test-floor lint images base-image upstream-venv trainer-venv bench-upstream \
 	docs plots clean
 
 install: $(STAMP)
@@ -25,6 +25,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip uninstall --quiet --yes openenv 2>/dev/null || true
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# Ray (the ray extra) for the RayProvider tests, which start a 2-node cluster on loopback: not
+# in `install` (it is large, ~0.5 GiB, and `make run` does not need it), but in `make test`.
+RAY_STAMP := $(VENV)/.ray-stamp
+
+ray: $(RAY_STAMP)
+
+$(RAY_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[ray]'
+	touch $(RAY_STAMP)
 
 # Upstream OpenEnv (openenv-core 0.3.0) in a venv of its own: its package is also called
 # `openenv`. The interop tests (tests/interop) and the scaling benchmark run it from here.
@@ -63,7 +73,7 @@ $(TRAINER_STAMP): pyproject.toml
 run: install
 	$(VENV)/bin/openenv bench --compare --sessions 256 --duration 1 --rounds 11
 
-test: install upstream-venv trainer-venv
+test: install ray upstream-venv trainer-venv
 	$(PY) -m pytest
 
 # The lowest releases pyproject.toml allows for the client's dependencies and the server extra

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -149,6 +150,11 @@ def _prune_ray(address: str | None, everything: bool) -> int:
 def _bench(args: argparse.Namespace) -> int:
     import json
 
+    if args.compare:  # checked before anything starts: the references need these
+        import aiohttp  # noqa: F401
+        import httptools  # noqa: F401
+        import httpx  # noqa: F401
+
     from openenv.bench import run_fast
     from openenv.bench.runner import BenchOptions, format_result, run_bench
 
@@ -177,7 +183,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="openenv",
-        description=__doc__,
+        description="Serve, build, measure and clean up openenv environments.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -192,9 +198,15 @@ def _parser() -> argparse.ArgumentParser:
         "OPENENV_MAX_FRAME_BYTES, OPENENV_PING_INTERVAL, OPENENV_PING_TIMEOUT, "
         "OPENENV_STEP_TIMEOUT).",
     )
-    serve.add_argument("env", nargs="?")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "env",
+        nargs="?",
+        help="a registered env name (echo), an env package, its path, or module:app",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="0: any free port (default: 8000)")
     serve.add_argument("--uds", metavar="PATH", help="listen on a unix socket instead of TCP")
     serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--ready-file", help=argparse.SUPPRESS)
@@ -250,9 +262,16 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--env",
         default="echo",
-        help="a registered env name (echo, coding) or an env package's module path (default: echo)",
+        help="a registered env name (echo, coding, ...), an env package's module path or "
+        "directory, or module:app (default: echo)",
     )
-    bench.add_argument("--provider", choices=["process", "docker", "ray"], default="process")
+    bench.add_argument(
+        "--provider",
+        choices=["process", "docker", "ray"],
+        default="process",
+        help="where the env servers run: local processes (default), containers of the env's "
+        "image, or a Ray cluster",
+    )
     bench.add_argument(
         "--backend",
         choices=["process", "docker"],
@@ -265,15 +284,30 @@ def _parser() -> argparse.ArgumentParser:
         help="with --provider ray: the cluster to join (default: $RAY_ADDRESS, else the one "
         "started on this machine)",
     )
-    bench.add_argument("--sessions", type=int, default=8)
+    bench.add_argument(
+        "--sessions", type=int, default=8, help="concurrent env sessions (default: 8)"
+    )
     length = bench.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, help="steps per session")
-    length.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
-    bench.add_argument("--message-size", type=int, default=100, metavar="BYTES")
+    length.add_argument("--steps", type=int, help="steps per session, instead of --duration")
+    length.add_argument(
+        "--duration", type=float, default=5.0, help="seconds per measurement (default: 5)"
+    )
+    bench.add_argument(
+        "--message-size",
+        type=int,
+        default=100,
+        metavar="BYTES",
+        help="size of each step's action, e.g. echo's message (default: 100)",
+    )
     bench.add_argument(
         "--servers", type=int, help="server processes for --provider process (default: 1 per core)"
     )
-    bench.add_argument("--compare", action="store_true")
+    bench.add_argument(
+        "--compare",
+        action="store_true",
+        help="also measure the references (Sans-I/O ceiling, websockets app, per-step HTTP) "
+        "in interleaved rounds; needs the bench extra",
+    )
     bench.add_argument(
         "--rounds",
         type=int,
@@ -326,6 +360,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the ``openenv`` command; every expected failure is one line on stderr and an exit
     code from :data:`EXIT_CODES`, never a traceback."""
     args = _parser().parse_args(argv)
+    # Ctrl-C ends every command with 130, also one started with SIGINT ignored (nohup, `cmd &`
+    # in a script): uvicorn would otherwise shut down on it and hand it back to SIG_IGN, exit 0.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.exit(run(args))
 
 
@@ -336,6 +373,12 @@ def run(args: argparse.Namespace) -> int:
         return code
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        extra = _EXTRA_OF.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise  # not an optional dependency: a bug, with its traceback
+        _fail(args.command, f"{exc.name} is not installed: pip install 'openenv-rl[{extra}]'")
+        return 1
     except EnvNotFoundError as exc:
         _fail(args.command, exc)
         return 2
@@ -344,5 +387,18 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-def _fail(command: str, error: BaseException) -> None:
+# The optional dependencies a command may need, and the extra (pyproject.toml) that has each.
+_EXTRA_OF = {
+    "ray": "ray",
+    "aiodocker": "docker",
+    "aiohttp": "bench",
+    "httptools": "bench",
+    "httpx": "bench",
+    "uvicorn": "server",
+    "starlette": "server",
+    "gymnasium": "gym",
+}
+
+
+def _fail(command: str, error: BaseException | str) -> None:
     print(f"openenv {command}: {error}", file=sys.stderr)

@@ -10,6 +10,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 import asyncio
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -33,6 +34,11 @@ settings.load_profile("openenv")
 SESSION_TMPDIR = tempfile.mkdtemp(prefix="oe-run-")
 os.environ["TMPDIR"] = SESSION_TMPDIR
 tempfile.tempdir = None
+
+# Started with SIGINT ignored (nohup, `make test &` in a script), the tests' children would
+# inherit that and never see the Ctrl-C some tests press: a handler of ours is reset to the
+# default in every child.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from envs.echo_env.server.echo_environment import EchoEnvironment  # noqa: E402
 from openenv import procfs  # noqa: E402

@@ -72,8 +72,10 @@ class BatchError(PoolError):
 class PoolStats:
     """What happened to the pool so far.
 
-    ``servers_started``, ``servers_retired`` and ``start_failures`` count the spare servers of
-    a ``fresh_per_episode`` pool; ``forks`` the envs made by :meth:`EnvPool.fork`.
+    ``servers_started`` counts every server (process, container, ...) the pool started: at
+    start, as replacements, and the spare servers of a ``fresh_per_episode`` pool, which
+    ``servers_retired`` and ``start_failures`` also count; ``forks`` the envs made by
+    :meth:`EnvPool.fork`.
     """
 
     envs_replaced: int = 0
@@ -458,6 +460,7 @@ class EnvPool(Generic[ClientT]):
     async def _start_server(self, progress: Progress | None) -> ServerHandle:
         async with self._start_limit:
             server = await self.provider.start()
+        self.stats.servers_started += 1
         if progress is not None:
             self._started_servers += 1
             progress.update(completed=self._started_servers)

@@ -47,7 +47,7 @@ class PoolCollector:
             "openenv_pool_servers_replaced": (stats.servers_replaced, "Dead servers replaced."),
             "openenv_pool_failed_calls": (stats.failed_calls, "Env calls failed in batch calls."),
             "openenv_pool_forks": (stats.forks, "Envs made by pool.fork."),
-            "openenv_pool_servers_started": (stats.servers_started, "Spare servers started."),
+            "openenv_pool_servers_started": (stats.servers_started, "Servers started."),
             "openenv_pool_servers_retired": (stats.servers_retired, "Spare servers retired."),
             "openenv_pool_server_start_failures": (
                 stats.start_failures,

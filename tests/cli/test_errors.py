@@ -27,14 +27,19 @@ def one_line(stderr: str) -> str:
     return lines[0]
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what nohup and `cmd &` in a script do
+
+
 @contextmanager
-def serving(*args: str) -> Iterator[subprocess.Popen[str]]:
+def serving(*args: str, sigint_ignored: bool = False) -> Iterator[subprocess.Popen[str]]:
     """``openenv serve`` in a subprocess, waited for until it announces its address."""
     process = subprocess.Popen(
         [*OPENENV, "serve", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ignore_sigint if sigint_ignored else None,
     )
     try:
         assert process.stdout is not None
@@ -62,8 +67,11 @@ def test_serving_an_unknown_env_is_one_line_and_exit_2() -> None:
     )
 
 
-def test_serving_by_registered_name_works_and_ctrl_c_exits_quietly_with_130() -> None:
-    with serving("echo", "--port", "0") as server:
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["", "started-with-sigint-ignored"])
+def test_serving_by_registered_name_works_and_ctrl_c_exits_quietly_with_130(
+    sigint_ignored: bool,
+) -> None:
+    with serving("echo", "--port", "0", sigint_ignored=sigint_ignored) as server:
         server.send_signal(signal.SIGINT)
         _, stderr = server.communicate(timeout=20)
         assert server.returncode == 130
@@ -175,3 +183,24 @@ def test_a_base_image_that_cannot_be_had_gets_the_make_base_image_hint(tmp_path:
         "openenv-no-such-base:nope is not on this machine and could not be pulled"
     )
     assert "`make base-image`" in line and "--base-image openenv-base:bookworm" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "module", "extra"),
+    [
+        (["ps", "--ray"], "ray", "ray"),
+        (["prune", "--ray"], "ray", "ray"),
+        (["bench", "--compare", "--steps", "1"], "aiohttp", "bench"),
+        (["bench", "--compare", "--steps", "1"], "httptools", "bench"),
+    ],
+)
+def test_a_missing_extra_is_one_line_naming_it(args: list[str], module: str, extra: str) -> None:
+    # The module is made unimportable in the child, as where its extra is not installed.
+    code = (
+        f"import sys; sys.modules[{module!r}] = None\nfrom openenv.cli import main; main({args!r})"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert one_line(done.stderr) == (
+        f"openenv {args[0]}: {module} is not installed: pip install 'openenv-rl[{extra}]'"
+    )

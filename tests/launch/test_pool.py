@@ -170,13 +170,14 @@ async def test_a_pool_that_cannot_start_cleans_up_what_did_start() -> None:
 async def test_docker_pool_replaces_a_killed_container() -> None:
     provider = LocalDockerProvider("echo-env:latest")
     async with EnvPool(AsyncEchoEnv, provider, 3) as pool:
+        assert pool.stats.servers_started == 3  # one container per env
         await pool.reset()
         victim = pool.server_of(1)
         await provider.kill(victim)
         with pytest.raises(BatchError) as caught:
             await pool.step([EchoAction(message="x")] * 3)
         assert list(caught.value.errors) == [1]
-        assert pool.stats.servers_replaced == 1
+        assert (pool.stats.servers_replaced, pool.stats.servers_started) == (1, 4)
         assert victim.id not in {s.id for s in provider.running()}
         await pool.reset()
         assert len(await pool.step([EchoAction(message="z")] * 3)) == 3
