@@ -33,7 +33,6 @@ __all__ = [
     "EnvSpec",
     "app_of",
     "image_name",
-    "import_env_module",
     "registered_envs",
     "resolve",
 ]
@@ -80,7 +79,7 @@ class EnvSpec:
         Raises:
             EnvNotFoundError: no such module, or it imports one that is not installed.
         """
-        return import_env_module(self.module, self.name)
+        return _import(self.module, self.name)
 
     def load_app(self) -> Any:
         """The env's ASGI app, as ``openenv serve`` serves it.
@@ -101,7 +100,7 @@ class EnvSpec:
             return app
         module, _, attribute = self.app.partition(":")
         try:
-            return getattr(import_env_module(module, self.name), attribute)
+            return getattr(_import(module, self.name), attribute)
         except AttributeError:
             raise EnvNotFoundError(f"{module} has no attribute {attribute!r}") from None
 
@@ -214,14 +213,13 @@ def _module_of(given: str, target: str) -> str:
     return module
 
 
-def import_env_module(module: str, name: str | None = None) -> ModuleType:
-    """Import ``module``, the code of the env called ``name`` (default: ``module``).
+def _import(module: str, name: str) -> ModuleType:
+    """Import ``module``, the code of the env called ``name``.
 
     Raises:
         EnvNotFoundError: the module does not exist; a dependency the module imports that is
             missing is reported as such (the env exists but cannot load here).
     """
-    name = name or module
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:

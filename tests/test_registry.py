@@ -51,11 +51,12 @@ def test_one_image_rule() -> None:
     assert image_name("demo_env") == "demo-env:latest"
 
 
-def test_a_spec_name_finds_it_again_from_elsewhere(tmp_path: Path) -> None:
+def test_a_spec_name_finds_it_again_from_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A directory is named by its absolute path, so a server started elsewhere finds it.
-    spec = resolve(
-        "envs/echo_env" if Path("envs/echo_env").is_dir() else str(ROOT / "envs/echo_env")
-    )
+    monkeypatch.chdir(ROOT)
+    spec = resolve("envs/echo_env")
     assert spec.name == str(ROOT / "envs" / "echo_env")
     code = f"from openenv.registry import resolve; print(resolve({spec.name!r}).image)"
     done = subprocess.run(
