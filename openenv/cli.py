@@ -147,6 +147,17 @@ def _prune_ray(address: str | None, everything: bool) -> int:
     return 1 if report.unreachable else 0
 
 
+def _top(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from openenv.top import run as run_top
+
+    if args.interval <= 0:
+        print("openenv top: --interval must be positive", file=sys.stderr)
+        return 2
+    return asyncio.run(run_top(args.ray, args.ray_address, args.interval, args.once))
+
+
 def _bench(args: argparse.Namespace) -> int:
     import json
 
@@ -326,6 +337,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     _ray_options(ps)
     ps.set_defaults(handler=_ps)
+
+    top = commands.add_parser(
+        "top",
+        help="a live view of the env servers running here (--ray: across a Ray cluster)",
+        description="Per env server the providers of this machine run (local processes and "
+        "Docker containers; with --ray, every env-host of a Ray cluster): sessions, steps/s, "
+        "p50/p99 server time per step over the last interval, errors, CPU and memory, from "
+        "each server's /metrics. q or Ctrl-C quits.",
+    )
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    top.add_argument("--once", action="store_true", help="print one table and exit")
+    _ray_options(top)
+    top.set_defaults(handler=_top)
 
     prune = commands.add_parser(
         "prune",

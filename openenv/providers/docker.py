@@ -34,6 +34,7 @@ from openenv.cleanup import exit_on_sigterm, run_to_completion
 from openenv.endpoint import Endpoint, is_loopback
 from openenv.exceptions import ProviderError
 from openenv.providers.base import Provider, ServerHandle
+from openenv.providers.listing import record_server
 from openenv.providers.owners import mark_owned, owner_labels
 
 __all__ = ["DockerOptions", "LocalDockerProvider", "parse_bytes"]
@@ -211,6 +212,7 @@ class LocalDockerProvider(Provider):
             await self._remove(record)
             raise
         handle = ServerHandle(container.id, Endpoint.parse(address, token))
+        record_server(workdir, "docker", handle)  # for `openenv top`
         self._containers[handle.id] = record
         self._handles[handle.id] = handle
         return handle

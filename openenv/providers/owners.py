@@ -18,8 +18,10 @@ from pathlib import Path
 from openenv.procfs import start_time
 
 __all__ = [
+    "FOLDER_PREFIX",
     "MANAGED_LABEL",
     "POOL_LABEL",
+    "folder_labels",
     "mark_owned",
     "owner_alive",
     "owner_labels",
@@ -82,14 +84,22 @@ def mark_owned(folder: Path, pool: str) -> None:
     (folder / _OWNER_FILE).write_text(json.dumps(owner_labels(pool)))
 
 
+def folder_labels(folder: Path) -> dict[str, str] | None:
+    """The owner labels :func:`mark_owned` wrote into ``folder`` (None: none, or unreadable)."""
+    try:
+        labels = json.loads((folder / _OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return labels if isinstance(labels, dict) else None
+
+
 def prune_folders(everything: bool = False, root: Path | None = None) -> list[Path]:
     """Remove the providers' temp folders (``openenv-*`` in the temp directory, with an owner
     file) whose owner process is gone, or all of them; returns what was removed."""
     removed = []
     for folder in sorted((root or Path(tempfile.gettempdir())).glob(f"{FOLDER_PREFIX}*")):
-        try:
-            labels = json.loads((folder / _OWNER_FILE).read_text())
-        except (OSError, ValueError):
+        labels = folder_labels(folder)
+        if labels is None:
             continue  # not ours, or not readable by us
         if everything or not owner_alive(labels):
             shutil.rmtree(folder, ignore_errors=True)

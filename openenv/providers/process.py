@@ -23,6 +23,7 @@ from openenv.cleanup import exit_on_sigterm
 from openenv.endpoint import Endpoint, is_loopback
 from openenv.exceptions import ProviderError
 from openenv.providers.base import Provider, ServerHandle
+from openenv.providers.listing import record_server
 from openenv.providers.owners import mark_owned
 
 __all__ = ["LocalProcessProvider"]
@@ -111,6 +112,7 @@ class LocalProcessProvider(Provider):
             await _terminate(child)
             raise
         handle = ServerHandle(str(process.pid), Endpoint.parse(address, token))
+        record_server(workdir, "process", handle)  # for `openenv top`
         self._children[handle.id] = child
         self._handles[handle.id] = handle
         return handle

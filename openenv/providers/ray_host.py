@@ -15,6 +15,7 @@ This module does not import Ray: the provider wraps the class with ``ray.remote`
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -96,6 +97,11 @@ class EnvHost:
         self._servers.clear()
         await self._provider.close()
 
+    async def metrics(self) -> list[dict[str, Any]]:
+        """Each server's ``/metrics`` text (or why not), scraped here on its node, for
+        ``openenv top --ray``: its address may be a unix socket no other node reaches."""
+        return list(await asyncio.gather(*map(_scraped, list(self._servers.values()))))
+
     async def info(self) -> dict[str, Any]:
         """This host and its servers, for ``openenv ps``: node, pid, backend, target and each
         server's id, address and liveness (tokens left out)."""
@@ -111,6 +117,17 @@ class EnvHost:
             "niceness": os.getpriority(os.PRIO_PROCESS, 0),
             "servers": servers,
         }
+
+
+async def _scraped(server: ServerHandle) -> dict[str, Any]:
+    from openenv.observability.scrape import scrape
+
+    row: dict[str, Any] = {"id": server.id, "address": str(server.endpoint)}
+    try:
+        row["text"] = await scrape(server.endpoint)
+    except Exception as exc:  # any failure is shown in its row; the others still count
+        row["error"] = f"{type(exc).__name__}: {exc}"
+    return row
 
 
 def _renice(niceness: int | None) -> None:

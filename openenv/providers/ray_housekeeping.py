@@ -27,7 +27,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from openenv.providers.ray import HOST_NAME_PREFIX, NAMESPACE, POOL_PREFIX
 
-__all__ = ["HostRow", "PruneReport", "list_hosts", "prune_cluster"]
+__all__ = ["HostRow", "PruneReport", "host_metrics", "list_hosts", "prune_cluster"]
 
 _ANSWER_S = 15.0
 _nodes: Callable[[], list[dict[str, Any]]] = ray.nodes  # typed here; Ray leaves it untyped
@@ -80,6 +80,22 @@ def list_hosts(address: str | None = None) -> list[HostRow]:
         except (RayError, ValueError):
             info = None  # died meanwhile, or its node is gone
         rows.append(HostRow(name, provider, node_id, info))
+    return rows
+
+
+def host_metrics(address: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """Every server of every env-host actor, scraped by its host: ``(host name, row)`` with
+    the row's ``id``, ``address`` and ``text`` (or ``error``)."""
+    connect(address)
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for name in _host_names():
+        try:
+            actor = ray.get_actor(name, namespace=NAMESPACE)
+            scraped = ray.get(actor.metrics.remote(), timeout=_ANSWER_S)
+        except (RayError, ValueError) as exc:
+            rows.append((name, {"id": "?", "address": "?", "error": f"host: {exc}"}))
+            continue
+        rows.extend((name, row) for row in scraped)
     return rows
 
 

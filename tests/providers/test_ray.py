@@ -402,3 +402,27 @@ async def test_openenv_bench_on_the_cluster(ray_cluster: RayCluster) -> None:
     assert done.returncode == 0, done.stderr
     assert "provider=ray/process sessions=4 servers=2" in done.stdout
     assert "failed calls" not in done.stdout
+
+
+async def test_top_across_the_cluster(ray_cluster: RayCluster) -> None:
+    ray_cluster.ensure_two_nodes()
+    async with ray_provider(uuid.uuid4().hex) as provider:
+        servers = await asyncio.gather(provider.start(), provider.start())
+        async with AsyncEchoEnv(servers[0].endpoint) as env:
+            await env.reset()
+            for _ in range(3):
+                await env.step(EchoAction(message="across"))
+            top = ["top", "--ray", "--once", "--interval", "0.2", "--ray-address"]
+            shown = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "openenv", *top, ray_cluster.address],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={**os.environ, "COLUMNS": "200"},
+            )
+    assert shown.returncode == 0, shown.stderr
+    rows = {line.split("│")[2].strip(): line for line in shown.stdout.splitlines() if "│" in line}
+    first, second = (server.id.split("/")[1] for server in servers)
+    assert [cell.strip() for cell in rows[first].split("│")[3:4]] == ["1"]  # one session
+    assert [cell.strip() for cell in rows[second].split("│")[3:4]] == ["0"]
