@@ -91,7 +91,7 @@ def host_metrics(address: str | None = None) -> list[tuple[str, dict[str, Any]]]
     for name in _host_names():
         try:
             actor = ray.get_actor(name, namespace=NAMESPACE)
-            scraped = ray.get(actor.metrics.remote(), timeout=_ANSWER_S)
+            scraped: list[dict[str, Any]] = ray.get(actor.metrics.remote(), timeout=_ANSWER_S)
         except (RayError, ValueError) as exc:
             rows.append((name, {"id": "?", "address": "?", "error": f"host: {exc}"}))
             continue
