@@ -36,8 +36,9 @@ def _serve(args: argparse.Namespace) -> int:
     if not target:
         print("openenv serve: name the env to serve, or set OPENENV_APP", file=sys.stderr)
         return 2
+    app = _gym_app(target, args.kwargs) if target.startswith(GYM_PREFIX) else target
     serve(
-        target,
+        app,
         host=args.host,
         port=args.port,
         uds=args.uds,
@@ -48,6 +49,33 @@ def _serve(args: argparse.Namespace) -> int:
         log_format=args.log_format,
     )
     return 0
+
+
+#: ``openenv serve gym:CartPole-v1`` serves a Gymnasium id.
+GYM_PREFIX = "gym:"
+
+
+def _gym_app(target: str, kwargs: str | None) -> object:
+    """The app of ``gym:<id>``; ``gymnasium.make`` keyword arguments from ``--kwargs`` or,
+    for providers and images, ``OPENENV_GYM_KWARGS`` (JSON objects both)."""
+    import json
+    import os
+
+    text = kwargs if kwargs is not None else os.environ.get("OPENENV_GYM_KWARGS") or "{}"
+    try:
+        make_kwargs = json.loads(text)
+    except ValueError as exc:
+        raise EnvNotFoundError(f"--kwargs is not JSON: {exc}") from None
+    if not isinstance(make_kwargs, dict):
+        raise EnvNotFoundError(f"--kwargs must be a JSON object, not {text!r}")
+    try:
+        from openenv.server.gym_env import gym_app
+    except ImportError as exc:
+        raise EnvNotFoundError(
+            f"serving {target} needs Gymnasium ({exc.name} is missing): "
+            "pip install 'openenv-rl[gym]'"
+        ) from None
+    return gym_app(target.removeprefix(GYM_PREFIX), make_kwargs)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -203,7 +231,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="serve an environment over WebSocket",
-        description="Serve ENV (an env package such as envs.echo_env, its path, or module:app; "
+        description="Serve ENV (an env package such as envs.echo_env, its path, module:app, or "
+        "gym:ID for any registered Gymnasium env, e.g. gym:CartPole-v1; "
         "default: $OPENENV_APP, which env images set). "
         "Limits come from OPENENV_* variables (OPENENV_TOKEN, OPENENV_MAX_SESSIONS, "
         "OPENENV_MAX_FRAME_BYTES, OPENENV_PING_INTERVAL, OPENENV_PING_TIMEOUT, "
@@ -212,7 +241,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "env",
         nargs="?",
-        help="a registered env name (echo), an env package, its path, or module:app",
+        help="a registered env name (echo), an env package, its path, module:app, or gym:ID",
+    )
+    serve.add_argument(
+        "--kwargs",
+        metavar="JSON",
+        help="with gym:ID, keyword arguments for gymnasium.make as a JSON object "
+        "(default: $OPENENV_GYM_KWARGS)",
     )
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"

@@ -31,11 +31,19 @@ span of that request joins the client's trace. It is sent only while the client 
 left out of the frame otherwise (``omit_defaults``): untraced requests are byte for byte what
 they were. Servers that predate it ignore it, as msgspec ignores unknown fields.
 
+Arrays: a numpy array (or numpy scalar) anywhere in a message travels in a binary frame as a
+msgpack extension (:data:`ARRAY_EXT`, :data:`SCALAR_EXT`): its dtype, its shape and its raw
+bytes, decoded with ``np.frombuffer`` straight over the received frame (a view, no copy). In a
+JSON (text) frame it becomes nested lists, as upstream's dialect sends it. numpy is imported
+only when an array arrives: messages without arrays never touch it.
+
 Schema evolution rule: every field added later must have a default.
 """
 
 from __future__ import annotations
 
+import struct
+import sys
 from collections.abc import Callable
 from enum import IntEnum
 from typing import Any, Generic, TypeVar
@@ -47,8 +55,10 @@ from openenv.tools import Tool, ToolResult
 from openenv.types import Observation, State
 
 __all__ = [
+    "ARRAY_EXT",
     "FORK_SCHEME",
     "PROTOCOL_VERSION",
+    "SCALAR_EXT",
     "SUBPROTOCOL",
     "CallTool",
     "Close",
@@ -69,7 +79,10 @@ __all__ = [
     "Step",
     "ToolList",
     "ToolReply",
+    "decode_array",
+    "encode_array",
     "fork_authorization",
+    "json_default",
     "reply_type",
     "request_type",
 ]
@@ -276,6 +289,91 @@ class FrameError(Exception):
         self.request_id = request_id
 
 
+#: The msgpack extension type codes of a numpy array and of a numpy scalar.
+ARRAY_EXT = 1
+SCALAR_EXT = 2
+# Payload: dtype string length (1 byte), dtype string (numpy's ``dtype.str``: byte order,
+# kind, size), ndim (1 byte), the shape as ndim little-endian uint64s, then the raw C-order bytes.
+_SIZE = struct.Struct("<Q")
+_KINDS = frozenset("biufc")  # bool, ints, uints, floats, complex: plain bytes, nothing else
+_MAX_NDIM = 32  # numpy's own limit is 64; nothing real needs more
+
+
+def encode_array(array: Any) -> bytes:
+    """The extension payload of a numpy array (any memory layout; sent in C order).
+
+    Raises:
+        TypeError: its dtype is not plain numbers or booleans (objects, strings, records).
+    """
+    dtype = array.dtype
+    if dtype.kind not in _KINDS:
+        raise TypeError(f"cannot send a numpy array of dtype {dtype}: only numbers and booleans")
+    code = dtype.str.encode()
+    header = bytes((len(code),)) + code + bytes((array.ndim,))
+    header += b"".join(_SIZE.pack(n) for n in array.shape)
+    # One copy into the payload; msgspec copies it once more into the frame.
+    payload: bytes = header + (array.data if array.flags.c_contiguous else array.tobytes())
+    return payload
+
+
+def decode_array(data: memoryview) -> Any:
+    """The numpy array of an extension payload: a view over ``data`` (no copy; writable only
+    if ``data``'s buffer is).
+
+    Raises:
+        ValueError: the payload is malformed, or its dtype is not plain numbers or booleans.
+    """
+    import numpy as np  # only once an array arrives
+
+    try:
+        length = data[0]
+        dtype = np.dtype(bytes(data[1 : 1 + length]).decode("ascii"))
+        ndim = data[1 + length]
+        start = 2 + length
+        shape = tuple(_SIZE.unpack_from(data, start + 8 * i)[0] for i in range(ndim))
+    except (IndexError, TypeError, UnicodeDecodeError, struct.error) as exc:
+        raise ValueError(f"malformed array extension: {exc}") from None
+    start += 8 * ndim
+    if dtype.kind not in _KINDS or ndim > _MAX_NDIM:
+        raise ValueError(f"array extension of dtype {dtype}, ndim {ndim}: not allowed")
+    count = 1
+    for n in shape:
+        count *= n
+    if count * dtype.itemsize != len(data) - start:
+        raise ValueError(
+            f"array extension of shape {shape} and dtype {dtype} holds "
+            f"{len(data) - start} bytes, not {count * dtype.itemsize}"
+        )
+    return np.frombuffer(data, dtype, count, start).reshape(shape)
+
+
+def _enc_hook(value: Any) -> Any:
+    numpy = sys.modules.get("numpy")  # an array exists only if numpy was imported
+    if numpy is not None:
+        if isinstance(value, numpy.ndarray):
+            return msgspec.msgpack.Ext(ARRAY_EXT, encode_array(value))
+        if isinstance(value, numpy.generic):
+            return msgspec.msgpack.Ext(SCALAR_EXT, encode_array(numpy.asarray(value)))
+    raise TypeError(f"cannot encode a {type(value).__qualname__} in a message")
+
+
+def _ext_hook(code: int, data: memoryview) -> Any:
+    if code == ARRAY_EXT:
+        return decode_array(data)
+    if code == SCALAR_EXT:
+        return decode_array(data)[()]
+    raise ValueError(f"unknown msgpack extension type {code}")
+
+
+def json_default(value: Any) -> Any:
+    """A JSON encoder's ``enc_hook``: numpy arrays as nested lists and numpy scalars as numbers,
+    the way upstream's JSON dialect sends them."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.ndarray | numpy.generic):
+        return value.tolist()
+    raise TypeError(f"cannot encode a {type(value).__qualname__} in a message")
+
+
 class _Header(msgspec.Struct):
     """The part of a malformed request still worth reading: its id, to address the error."""
 
@@ -297,10 +395,14 @@ class Codec:
     """
 
     def __init__(self, incoming: Any) -> None:
-        self._msgpack_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(incoming)
+        # The hooks run only for what msgspec cannot encode or decode itself (numpy values):
+        # messages without arrays take msgspec's own path at its own speed.
+        self._msgpack_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(
+            incoming, ext_hook=_ext_hook
+        )
         self._json_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(incoming)
-        self._msgpack_encoder = msgspec.msgpack.Encoder()
-        self._json_encoder = msgspec.json.Encoder()
+        self._msgpack_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+        self._json_encoder = msgspec.json.Encoder(enc_hook=json_default)
         self._msgpack_header = msgspec.msgpack.Decoder(_Header)
         self._json_header = msgspec.json.Decoder(_Header)
 

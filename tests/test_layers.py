@@ -20,6 +20,8 @@ FORBIDDEN = {
     "openenv.protocol": ("openenv.client", "openenv.server", "openenv.providers", "openenv.launch"),
     "openenv.upstream": ("openenv.client", "openenv.server", "openenv.providers", "openenv.launch"),
     "openenv.tools": ("openenv.client", "openenv.server", "openenv.providers", "openenv.launch"),
+    # Gymnasium on the wire (messages, exact spaces): shared by the server and openenv.gym.
+    "openenv.gym_wire": ("openenv.client", "openenv.server", "openenv.providers", "openenv.launch"),
     "openenv.exceptions": ("openenv",),
     # Counters, traces and logs sit under the client and the server, which both use them.
     "openenv.observability": (

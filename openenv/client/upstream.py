@@ -37,6 +37,7 @@ from openenv.protocol import (
     Step,
     ToolList,
     ToolReply,
+    json_default,
 )
 from openenv.tools import Tool, ToolError, ToolResult
 from openenv.upstream import (
@@ -97,7 +98,7 @@ class UpstreamClientCodec:
         if key not in _DECODERS:
             _DECODERS[key] = msgspec.json.Decoder(reply_type(observation_type, state_type))
         self._decoder = _DECODERS[key]
-        self._encoder = msgspec.json.Encoder()
+        self._encoder = msgspec.json.Encoder(enc_hook=json_default)  # arrays as lists
         self._pending = 0
         self._stepping = False
         self._tooling = False  # a tool call or listing is in flight

@@ -280,15 +280,26 @@ class EnvPool(Generic[ClientT]):
         seeds = _seeds(seed, self.size)
         return await self._batch(lambda client, s: client.reset(seed=s, **kwargs), seeds)
 
-    async def step(self, actions: Sequence[Any]) -> list[StepResult[Any]]:
+    async def step(
+        self, actions: Sequence[Any], *, reset: Sequence[bool] | None = None
+    ) -> list[StepResult[Any]]:
         """Step env ``i`` with ``actions[i]``, all concurrently; results in env order.
+
+        Args:
+            actions: one per env.
+            reset: where true, env ``i`` is reset (no seed) instead of stepped and its action
+                ignored: Gymnasium's next-step autoreset in the same batch.
 
         Raises:
             BatchError: some envs failed; the others' results are in ``results``.
         """
         if len(actions) != self.size:
             raise ValueError(f"expected {self.size} actions, got {len(actions)}")
-        return await self._batch(lambda client, action: client.step(action), actions)
+        if reset is None:
+            return await self._batch(lambda client, action: client.step(action), actions)
+        if len(reset) != self.size:
+            raise ValueError(f"expected {self.size} reset flags, got {len(reset)}")
+        return await self._batch(_step_or_reset, list(zip(actions, reset, strict=True)))
 
     async def _batch(
         self, call: Callable[[ClientT, Any], Awaitable[T]], arguments: Sequence[Any]
@@ -508,6 +519,11 @@ class Forks(Generic[ClientT]):
         traceback: TracebackType | None,
     ) -> None:
         await run_to_completion(self._pool._close_forks(self._opened))
+
+
+def _step_or_reset(client: AsyncEnvClient[Any, Any, Any], call: tuple[Any, bool]) -> Any:
+    action, reset = call
+    return client.reset() if reset else client.step(action)
 
 
 def _seeds(seed: int | Sequence[int | None] | None, size: int) -> list[int | None]:

@@ -70,7 +70,12 @@ class Environment(ABC, Generic[ActT, ObsT, StateT]):
 
     @abstractmethod
     def step(self, action: ActT) -> ObsT | Awaitable[ObsT]:
-        """Apply ``action`` and return the next observation (with its reward and done flag)."""
+        """Apply ``action`` and return the next observation (with its reward and done flag).
+
+        Raise :class:`~openenv.exceptions.InvalidActionError` to refuse an action the type
+        admits but the env does not (out of range, wrong shape): the client gets that error
+        and the session goes on.
+        """
 
     @property
     @abstractmethod

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from time import perf_counter as _clock
 from typing import Any, cast
 
+from openenv.exceptions import InvalidActionError
 from openenv.observability import tracing
 from openenv.protocol import (
     CallTool,
@@ -348,8 +349,12 @@ class Session:
         extra = {"session_id": session_id, "request_id": request_id}
         log.info("env raised in session %s: %r", session_id, exc, extra=extra)
         log.debug("traceback of the env error", exc_info=exc, extra=extra)
-        message = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
-        return self._out(Error(code=ErrorCode.ENV_ERROR, message=message, id=request_id), frame)
+        # An env refuses an action by raising InvalidActionError: the client gets that code.
+        if isinstance(exc, InvalidActionError):
+            code, message = ErrorCode.INVALID_ACTION, str(exc)[:MAX_ERROR_CHARS]
+        else:
+            code, message = ErrorCode.ENV_ERROR, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+        return self._out(Error(code=code, message=message, id=request_id), frame)
 
 
 def _not_reset(request_id: int) -> Error:

@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from openenv.protocol import CloseCode
+from openenv.protocol import CloseCode, json_default
 from openenv.server.config import ServerConfig
 from openenv.server.dialect import Closing
 from openenv.server.env_call import EnvCaller, EnvCallError, accepted_kwargs
@@ -68,7 +68,7 @@ class UpstreamCodec:
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(request_type(action_type))
         self._type_only = msgspec.json.Decoder(_TypeOnly)
         self._tool_step = msgspec.json.Decoder(UpToolStep)
-        self._encoder = msgspec.json.Encoder()
+        self._encoder = msgspec.json.Encoder(enc_hook=json_default)  # arrays as lists
 
     def decode(self, frame: str) -> Any:
         """One request (raises msgspec's ``ValueError``s; :meth:`frame_error` answers them)."""
