@@ -36,7 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not target:
         print("openenv serve: name the env to serve, or set OPENENV_APP", file=sys.stderr)
         return 2
-    app = _gym_app(target, args.kwargs) if target.startswith(GYM_PREFIX) else target
+    app = _with_kwargs(target, args.kwargs)
     serve(
         app,
         host=args.host,
@@ -51,31 +51,33 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-#: ``openenv serve gym:CartPole-v1`` serves a Gymnasium id.
-GYM_PREFIX = "gym:"
-
-
-def _gym_app(target: str, kwargs: str | None) -> object:
-    """The app of ``gym:<id>``; ``gymnasium.make`` keyword arguments from ``--kwargs`` or,
-    for providers and images, ``OPENENV_GYM_KWARGS`` (JSON objects both)."""
+def _with_kwargs(target: str, kwargs: str | None) -> object:
+    """``target``, or its app made with the keyword arguments ``kwargs`` (a JSON object, from
+    ``--kwargs`` or, for providers and images, ``OPENENV_KWARGS``): ``gym:<id>`` passes them
+    to ``gymnasium.make``; env packages take none."""
+    import dataclasses
     import json
-    import os
 
-    text = kwargs if kwargs is not None else os.environ.get("OPENENV_GYM_KWARGS") or "{}"
+    from openenv.registry import resolve
+
+    text = kwargs if kwargs is not None else os.environ.get("OPENENV_KWARGS")
+    if not text:
+        return target
     try:
-        make_kwargs = json.loads(text)
+        options = json.loads(text)
     except ValueError as exc:
-        raise EnvNotFoundError(f"--kwargs is not JSON: {exc}") from None
-    if not isinstance(make_kwargs, dict):
-        raise EnvNotFoundError(f"--kwargs must be a JSON object, not {text!r}")
+        raise _UsageError(f"--kwargs is not JSON: {exc}") from None
+    if not isinstance(options, dict):
+        raise _UsageError(f"--kwargs must be a JSON object, not {text!r}")
+    spec = dataclasses.replace(resolve(target), options=options)
     try:
-        from openenv.server.gym_env import gym_app
-    except ImportError as exc:
-        raise EnvNotFoundError(
-            f"serving {target} needs Gymnasium ({exc.name} is missing): "
-            "pip install 'openenv-rl[gym]'"
-        ) from None
-    return gym_app(target.removeprefix(GYM_PREFIX), make_kwargs)
+        return spec.load_app()
+    except ValueError as exc:  # an env package: it takes no options
+        raise _UsageError(str(exc)) from None
+
+
+class _UsageError(EnvNotFoundError):
+    """Bad arguments: exit 2, like a name that finds no env."""
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -246,8 +248,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--kwargs",
         metavar="JSON",
-        help="with gym:ID, keyword arguments for gymnasium.make as a JSON object "
-        "(default: $OPENENV_GYM_KWARGS)",
+        help="keyword arguments for the env as a JSON object: with gym:ID, gymnasium.make's "
+        "(default: $OPENENV_KWARGS)",
     )
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"

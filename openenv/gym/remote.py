@@ -24,6 +24,7 @@ from openenv.gym_wire import GymAction, GymObservation, GymState, restore, space
 from openenv.launch import AsyncEnv, Env
 from openenv.protocol import Hello
 from openenv.providers.base import Provider
+from openenv.registry import image_name
 from openenv.types import StepResult
 
 __all__ = [
@@ -36,8 +37,9 @@ __all__ = [
     "remote",
 ]
 
-#: The image ``provider="docker"`` runs: one container serves the id it is started with.
-GYM_IMAGE = "gym-env:latest"
+#: The image ``provider="docker"`` runs (``envs/gym_env``): one container serves the id it is
+#: started with.
+GYM_IMAGE = image_name("envs/gym_env")
 
 
 class AsyncGymClient(AsyncEnv[GymAction, GymObservation, GymState]):
@@ -66,7 +68,7 @@ def gym_provider(
     """
     if provider is not None and not isinstance(provider, str):
         return provider
-    env = {"OPENENV_GYM_KWARGS": json.dumps(make_kwargs)} if make_kwargs else {}
+    env = {"OPENENV_KWARGS": json.dumps(make_kwargs)} if make_kwargs else {}
     if provider in (None, "process"):
         from openenv.providers.process import LocalProcessProvider
 

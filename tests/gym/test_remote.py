@@ -3,6 +3,8 @@ trajectories as in-process, Gymnasium's checker, bad actions, forks, registered 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 from typing import Any
 
@@ -221,3 +223,23 @@ def test_the_schema_route_describes_the_spaces() -> None:
     action_space, observation_space = spaces_of_schemas(schemas["action"], schemas["observation"])
     assert_spaces_equal(observation_space, gymnasium.make("CartPole-v1").observation_space)
     assert action_space == gymnasium.spaces.Discrete(2)
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["gym:Nope-v1"], "no Gymnasium env 'Nope-v1'"),
+        (["gym:CartPole-v1", "--kwargs", '{"nope": 1}'], "unexpected keyword argument 'nope'"),
+        (["gym:CartPole-v1", "--kwargs", "[1]"], "--kwargs must be a JSON object"),
+        (["echo", "--kwargs", '{"a": 1}'], "env 'echo' takes no options"),
+    ],
+)
+def test_serve_refuses_what_it_cannot_serve_in_one_line(argv: list[str], words: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "openenv", "serve", *argv, "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert words in done.stderr and len(done.stderr.strip().splitlines()) == 1
