@@ -115,7 +115,12 @@ def project_wheel(target: Path) -> Path:
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
                 files[f"{package}/{path.relative_to(root).as_posix()}"] = path.read_bytes()
     info = f"{stem}.dist-info"
-    files[f"{info}/METADATA"] = (dist.read_text("METADATA") or "").encode()
+    # An editable install's metadata may be found as the checkout's egg-info (PKG-INFO) when
+    # the checkout is on sys.path (as `openenv build envs/x` puts it): the same fields.
+    metadata = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    if not metadata.strip():
+        raise BuildError(f"{DIST_NAME}'s installed metadata is empty; reinstall it")
+    files[f"{info}/METADATA"] = metadata.encode()
     files[f"{info}/entry_points.txt"] = (dist.read_text("entry_points.txt") or "").encode()
     files[f"{info}/top_level.txt"] = "\n".join(_PACKAGES).encode() + b"\n"
     files[f"{info}/WHEEL"] = (
