@@ -14,7 +14,15 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from envs.terminal_env import AsyncTerminalEnv, Evaluate, Exec, ReadFile, Start, WriteFile
+from envs.terminal_env import (
+    AsyncTerminalEnv,
+    Evaluate,
+    Exec,
+    ReadFile,
+    Start,
+    TerminalEnv,
+    WriteFile,
+)
 from envs.terminal_env.server.tasks import TASKS_DIR, task_names
 from openenv.exceptions import EnvError
 from openenv.providers.base import ServerHandle
@@ -30,15 +38,12 @@ CAP = 64 * 1024  # the image's default output cap per stream
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def container() -> AsyncIterator[tuple[LocalDockerProvider, ServerHandle]]:
     provider = LocalDockerProvider(IMAGE)
+    server = await provider.start()
     try:
-        yield provider, await provider.start()
+        yield provider, server
     finally:
         await provider.close()
-    # Nothing is left on the host: the container is gone with its processes.
-    done = subprocess.run(["docker", "ps", "-aq", "--no-trunc"], capture_output=True, text=True)
-    assert provider.running() == [] and all(
-        line not in done.stdout for line in [c.id for c in provider.running()]
-    )
+    assert server.id not in container_ids()  # gone, and every process with it
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -66,24 +71,38 @@ async def assert_serving(container: tuple[LocalDockerProvider, ServerHandle]) ->
         assert (await run(other, "echo serving")).stdout == "serving\n"
 
 
-# The tasks.
+# The tasks, through the sync client's own container.
 
 
-@module_loop
-@pytest.mark.parametrize("name", task_names())
-async def test_each_task_scores_one_solved_and_zero_untouched(
-    env: AsyncTerminalEnv, name: str
-) -> None:
-    for commands, expected in (((TASKS_DIR / name / "solution.sh").read_text(), 1.0), (None, 0.0)):
-        first = await env.reset(task=name)
-        assert first.observation.instruction
-        if commands is not None:
-            ran = (await env.step(Exec(commands, timeout_s=60))).observation
-            assert ran.exit_code == 0, ran.stderr
-        graded = (await env.step(Evaluate())).observation
-        assert graded.done and graded.reward == expected, graded.stdout
-    await env.reset()
-    assert await processes(env) == ["docker-init", "openenv", "bash"]
+def container_ids() -> str:
+    done = subprocess.run(["docker", "ps", "-aq", "--no-trunc"], capture_output=True, text=True)
+    return done.stdout
+
+
+def test_each_task_scores_one_solved_and_zero_untouched() -> None:
+    with TerminalEnv.from_docker_image(IMAGE) as sync_env:
+        for name in task_names():
+            solved = (TASKS_DIR / name / "solution.sh").read_text()
+            for commands, expected in ((solved, 1.0), (None, 0.0)):
+                first = sync_env.reset(task=name)
+                assert first.observation.instruction
+                if commands is not None:
+                    ran = sync_env.step(Exec(commands, timeout_s=60)).observation
+                    assert ran.exit_code == 0, (name, ran.stderr)
+                graded = sync_env.step(Evaluate()).observation
+                assert graded.done and graded.reward == expected, (name, graded.stdout)
+        sync_env.reset()
+        names = sync_env.step(Exec("ps -eo comm=")).observation.stdout.split()
+        assert names == ["docker-init", "openenv", "bash", "ps"]  # nothing left running
+        (container_id,) = [
+            line for line in container_ids().split() if line.startswith(hostname(sync_env))
+        ]
+    assert container_id not in container_ids()  # and the container is gone
+
+
+def hostname(client: TerminalEnv) -> str:
+    """The container's id prefix, as its hostname."""
+    return client.step(Exec("hostname")).observation.stdout.strip()
 
 
 # The shell, in the container.
