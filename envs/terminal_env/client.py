@@ -29,7 +29,7 @@ class AsyncTerminalEnv(AsyncEnv[TerminalAction, TerminalObservation, TerminalSta
 
     server_app = "envs.terminal_env"
 
-    def step(  # type: ignore[override]
+    def step(
         self, action: TerminalAction | Operation
     ) -> Coroutine[Any, Any, StepResult[TerminalObservation]]:
         return super().step(as_action(action))
@@ -41,7 +41,5 @@ class TerminalEnv(Env[TerminalAction, TerminalObservation, TerminalState]):
 
     async_client = AsyncTerminalEnv
 
-    def step(  # type: ignore[override]
-        self, action: TerminalAction | Operation
-    ) -> StepResult[TerminalObservation]:
+    def step(self, action: TerminalAction | Operation) -> StepResult[TerminalObservation]:
         return super().step(as_action(action))

@@ -6,8 +6,11 @@ project's adapters (EnvPool, Gymnasium). The container and hostile input are in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -327,3 +330,22 @@ async def test_exec_read_file_and_write_file_are_tools(env: AsyncTerminalEnv) ->
     missing = (await env.call_tool("read_file", path="nope")).observation
     assert missing.error is not None and "FileNotFoundError" in missing.error.message
     assert (await env.state()).step_count >= 5  # tool calls are steps
+
+
+def test_shells_die_with_a_killed_server(tmp_path: Path) -> None:
+    # A root of its own: the killed server cannot remove its session's directory.
+    env = TerminalEnv.from_process(env={"OPENENV_TERMINAL_ROOT": str(tmp_path)})
+    try:
+        env.reset()
+        shell = int(env.step(Exec("echo $$")).observation.stdout)
+        server = int(env.step(Exec("echo $PPID")).observation.stdout)
+        os.kill(server, signal.SIGKILL)
+        # The pty's hang-up (and its parent-death signal) ends it: wait, bounded, for that.
+        for _ in range(500):
+            if gone(shell):
+                break
+            time.sleep(0.01)
+        assert gone(shell)
+    finally:
+        with contextlib.suppress(Exception):
+            env.close()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import fcntl
 import os
 import re
@@ -221,6 +222,7 @@ class Shell:
         def become_terminal_session() -> None:  # runs in the child, between fork and exec
             os.setsid()
             fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+            _die_with_parent()
             with contextlib.suppress(OSError):  # the shell and its jobs go first on OOM
                 Path("/proc/self/oom_score_adj").write_text("500")
             if max_procs is not None:
@@ -258,17 +260,25 @@ class Shell:
         loop.add_reader(self._pidfd, self._on_exit)
         loop.add_reader(self._ctl, self._on_records)
         fd = self._ctl_write
-        # History off (`!` is literal), no prompts, and a shell that outlives a stray EOF.
+        # History off (`!` is literal), no prompts, and a shell that outlives the stray EOF an
+        # interrupted read reports (a real one, ten in a row, ends it).
         self._send(
             f"set +o history +H; PS1=''; PS2=''; PS0=''; PROMPT_COMMAND=''; "
-            f"IGNOREEOF=1000000000; __oe_fd={fd}\n"
+            f"IGNOREEOF=10; __oe_fd={fd}\n"
         )
 
     def _on_exit(self) -> None:
         assert self.process is not None and self._dead is not None
-        status = self.process.poll()
-        if status is None:
+        # Not reaped yet (WNOWAIT): while the zombie keeps its pid, no other process can get
+        # that number as its session id, so kill() can sweep the session safely.
+        try:
+            info = os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            info = None
+        if info is None:
             return
+        exited = info.si_code == os.CLD_EXITED
+        status = info.si_status if exited else -info.si_status
         asyncio.get_running_loop().remove_reader(self._pidfd)
         os.close(self._pidfd)
         self._pidfd = -1
@@ -574,6 +584,15 @@ def sweep(session: int, tag: str | None, rounds: int = 50) -> None:
             for pid in found:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signum)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: nothing may be imported after fork
+
+
+def _die_with_parent() -> None:
+    """SIGKILL this process when the server dies (Linux): a shell must not outlive it."""
+    with contextlib.suppress(AttributeError):
+        _LIBC.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def remove_tree(path: Path) -> None:

@@ -519,7 +519,7 @@ def _read(path: Path, limit: int) -> tuple[bytes, bool]:
 
 
 def _list(path: Path) -> tuple[list[DirEntry], bool]:
-    entries = []
+    entries: list[DirEntry] = []
     with os.scandir(path) as listing:
         for entry in listing:
             if len(entries) == MAX_ENTRIES:
