@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	@# The distribution was called "openenv" before it became openenv-rl: drop that install.
 	$(PY) -m pip uninstall --quiet --yes openenv 2>/dev/null || true
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,mcp]'
 	touch $(STAMP)
 
 # Ray (the ray extra) for the RayProvider tests, which start a 2-node cluster on loopback: not
@@ -36,18 +36,28 @@ $(RAY_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[ray]'
 	touch $(RAY_STAMP)
 
-# Upstream OpenEnv (openenv-core 0.3.0) in a venv of its own: its package is also called
-# `openenv`. The interop tests (tests/interop) and the scaling benchmark run it from here.
+# Upstream OpenEnv in venvs of their own, one per release users still run: openenv-core 0.3.0,
+# and `openenv` 0.10 (the newest: MCP tool envs, MCPToolClient). Both packages are called
+# `openenv`, as ours is. The interop tests (tests/interop) run against both; the scaling
+# benchmark runs 0.3.0.
 UPSTREAM_VENV ?= .venv-upstream
 UPSTREAM_STAMP := $(UPSTREAM_VENV)/.installed-stamp
+UPSTREAM10_VENV ?= .venv-upstream-0.10
+UPSTREAM10_STAMP := $(UPSTREAM10_VENV)/.installed-stamp
 
-upstream-venv: $(UPSTREAM_STAMP)
+upstream-venv: $(UPSTREAM_STAMP) $(UPSTREAM10_STAMP)
 
 $(UPSTREAM_STAMP):
 	$(PYTHON) -m venv $(UPSTREAM_VENV)
 	$(UPSTREAM_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(UPSTREAM_VENV)/bin/python -m pip install --quiet 'openenv-core==0.3.0'
 	touch $(UPSTREAM_STAMP)
+
+$(UPSTREAM10_STAMP):
+	$(PYTHON) -m venv $(UPSTREAM10_VENV)
+	$(UPSTREAM10_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(UPSTREAM10_VENV)/bin/python -m pip install --quiet 'openenv==0.10.0'
+	touch $(UPSTREAM10_STAMP)
 
 # The trainers (TRL, skyrl-gym) in a venv of their own, so the main one stays light: torch's
 # CPU wheel first (from the machine's pip find-links; a plain `torch` would pull ~3 GB of CUDA
@@ -122,5 +132,5 @@ base-image:
 	bash .ci/docker-setup.sh
 
 clean:
-	rm -rf $(VENV) $(UPSTREAM_VENV) $(FLOOR_VENV) $(TRAINER_VENV) .build .pytest_cache .mypy_cache \
+	rm -rf $(VENV) $(UPSTREAM_VENV) $(UPSTREAM10_VENV) $(FLOOR_VENV) $(TRAINER_VENV) .build .pytest_cache .mypy_cache \
 		.ruff_cache site docs/img

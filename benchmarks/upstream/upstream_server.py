@@ -1,6 +1,7 @@
-"""An env server built with upstream OpenEnv's own ``create_app`` (openenv-core 0.3.0).
+"""An env server built with upstream OpenEnv's own ``create_app`` (openenv-core 0.3.0, or
+``openenv`` 0.10).
 
-Runs in the separate upstream venv (``make upstream-venv``: its package is also called
+Runs in a separate upstream venv (``make upstream-venv``: its package is also called
 ``openenv``), never in ours. Binds 127.0.0.1 on ``--port`` (0: a free port), prints
 ``PORT <n>`` on stdout once listening, and serves until stdin closes or it is terminated.
 
@@ -8,7 +9,9 @@ Runs in the separate upstream venv (``make upstream-venv``: its package is also 
 
 ``--env echo``: upstream's echo env shape (message -> echoed_message, message_length, reward
 len/10). ``--env sleep``: the scaling benchmark's env: reset returns at once, each step sleeps
-``wait_seconds`` (default 1.0) on the event loop.
+``wait_seconds`` (default 1.0) on the event loop. ``--env mcp_echo`` (0.10 only): upstream's
+current echo env, an MCP tool env (``MCPEnvironment`` over FastMCP) whose one tool is
+``echo_message(message) -> message``, served with ``CallToolAction`` / ``CallToolObservation``.
 """
 
 from __future__ import annotations
@@ -97,9 +100,52 @@ class SleepEnvironment(Environment):
         return self._state
 
 
+def mcp_echo() -> tuple[Any, Any, Any]:
+    """Upstream 0.10's kind of echo env: the tool ``echo_message`` over FastMCP."""
+    from fastmcp import FastMCP
+    from openenv.core.env_server.mcp_environment import MCPEnvironment
+    from openenv.core.env_server.mcp_types import CallToolAction, CallToolObservation
+
+    class McpEchoEnvironment(MCPEnvironment):
+        SUPPORTS_CONCURRENT_SESSIONS = True
+
+        def __init__(self) -> None:
+            server = FastMCP("echo_env")
+
+            @server.tool
+            def echo_message(message: str) -> str:
+                """Echo back the provided message."""
+                return message
+
+            super().__init__(server)
+            self._state = State(episode_id=str(uuid.uuid4()), step_count=0)
+
+        def reset(self, seed: int | None = None, episode_id: str | None = None, **kwargs: Any):
+            self._state = State(episode_id=episode_id or str(uuid.uuid4()), step_count=0)
+            return Observation(done=False, reward=0.0, metadata={"status": "ready"})
+
+        def _step_impl(self, action: Any, timeout_s: float | None = None, **kwargs: Any):
+            return Observation(done=False, reward=0.0, metadata={"error": "not a tool call"})
+
+        def step(self, action: Any, timeout_s: float | None = None, **kwargs: Any):
+            self._state.step_count += 1
+            return super().step(action, timeout_s=timeout_s, **kwargs)
+
+        async def step_async(self, action: Any, timeout_s: float | None = None, **kwargs: Any):
+            self._state.step_count += 1
+            return await super().step_async(action, timeout_s=timeout_s, **kwargs)
+
+        @property
+        def state(self) -> State:
+            return self._state
+
+    return McpEchoEnvironment, CallToolAction, CallToolObservation
+
+
 ENVS = {
-    "echo": (EchoEnvironment, EchoAction, EchoObservation),
-    "sleep": (SleepEnvironment, SleepAction, SleepObservation),
+    "echo": lambda: (EchoEnvironment, EchoAction, EchoObservation),
+    "sleep": lambda: (SleepEnvironment, SleepAction, SleepObservation),
+    "mcp_echo": mcp_echo,
 }
 
 
@@ -112,7 +158,7 @@ def main() -> None:
         "--uvloop", action="store_true", help="uvicorn on uvloop (pip install uvloop)"
     )
     args = parser.parse_args()
-    env, action, observation = ENVS[args.env]
+    env, action, observation = ENVS[args.env]()
     app = create_app(env, action, observation, max_concurrent_envs=args.max_sessions)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -88,8 +88,9 @@ class HttpSessions:
         """Return once no HTTP-created session is left (closed or reaped)."""
         await self._empty.wait()
 
-    async def create(self) -> str:
-        """Create a session (its env made and reset) and return its id.
+    async def create(self, session_id: str | None = None) -> str:
+        """Create a session (its env made and reset) and return its id (``session_id``, or a
+        new one).
 
         Raises:
             SessionRefused: the server is full, or the env could not be made or reset.
@@ -109,7 +110,7 @@ class HttpSessions:
             await caller.release()
             self._release(1)
             raise SessionRefused(f"the env's reset failed: {exc.message}") from exc
-        session = HttpSession(uuid.uuid4().hex, caller)
+        session = HttpSession(session_id or uuid.uuid4().hex, caller)
         self._sessions[session.id] = session
         self._empty.clear()
         log.info("HTTP session %s opened (%d HTTP sessions)", session.id, len(self._sessions))

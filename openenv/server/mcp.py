@@ -56,8 +56,6 @@ class McpEndpoint:
         config: the server's limits.
         authorized: whether a request's scope carries the server's token.
         sessions: the app's HTTP-created sessions.
-        sdk: the MCP SDK's ASGI app for streamable HTTP clients (None: the ``mcp`` extra is
-            not installed; such clients get 406 saying so).
     """
 
     def __init__(
@@ -67,14 +65,35 @@ class McpEndpoint:
         config: ServerConfig,
         authorized: Callable[[Scope], bool],
         sessions: HttpSessions,
-        sdk: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None,
     ) -> None:
+        self.env_name: str = env_cls.env_name()
         self.tools: Toolbox = toolbox(env_cls)
         self._make_env = make_env
         self._config = config
         self._authorized = authorized
         self.sessions = sessions
-        self.sdk = sdk
+        # The SDK's app, made on the first MCP request (importing the SDK takes a while, and
+        # most sessions never need it); None if the mcp extra is not installed.
+        self._sdk: Callable[[Scope, Receive, Send], Awaitable[None]] | bool | None = False
+
+    def sdk(self) -> Callable[[Scope, Receive, Send], Awaitable[None]] | None:
+        """The MCP SDK's ASGI app for streamable HTTP clients (None without the extra)."""
+        if self._sdk is False:
+            try:
+                from openenv.server.mcp_sdk import McpSdkApp
+            except ImportError:
+                log.warning("an MCP client called /mcp, but the mcp extra is not installed")
+                self._sdk = None
+            else:
+                self._sdk = McpSdkApp(
+                    f"openenv {self.env_name}",
+                    self.tools,
+                    self._make_env,
+                    self.sessions,
+                    self._config,
+                )
+        assert self._sdk is not True
+        return self._sdk
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._authorized(scope):
@@ -84,8 +103,9 @@ class McpEndpoint:
                 {"WWW-Authenticate": "Bearer"},
             )
         elif _wants_mcp(scope):
-            if self.sdk is not None:
-                await self.sdk(scope, receive, send)
+            sdk = self.sdk()
+            if sdk is not None:
+                await sdk(scope, receive, send)
                 return
             response = JSONResponse(
                 {

@@ -1,10 +1,12 @@
-"""Fixtures for interoperability with upstream OpenEnv (openenv-core 0.3.0), run for real.
+"""Fixtures for interoperability with upstream OpenEnv, run for real against both releases users
+still run: ``openenv-core`` 0.3.0 and ``openenv`` 0.10 (its newest, MCP tool envs the default).
 
-Upstream's package is also called ``openenv``, so it lives in its own venv: ``make
-upstream-venv`` makes ``.venv-upstream/`` (cached; ``OPENENV_UPSTREAM_PYTHON`` names another
-interpreter). Without it these tests skip loudly, or fail when ``OPENENV_REQUIRE_UPSTREAM=1``
-(CI) says they must run. Importing openenv-core takes seconds (it pulls in gradio), so each
-upstream process is started once per test session.
+Upstream's package is also called ``openenv``, so each release lives in a venv of its own:
+``make upstream-venv`` makes ``.venv-upstream/`` (0.3.0) and ``.venv-upstream-0.10/`` (cached;
+``OPENENV_UPSTREAM_PYTHON`` / ``OPENENV_UPSTREAM10_PYTHON`` name other interpreters). Every test
+using the ``upstream`` fixture runs once per release. Without a venv those tests skip loudly,
+or fail when ``OPENENV_REQUIRE_UPSTREAM=1`` (CI) says they must run. Importing upstream takes
+seconds (it pulls in gradio), so each upstream process is started once per test session.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,32 +25,76 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM_SERVER = ROOT / "benchmarks" / "upstream" / "upstream_server.py"
 DRIVER = Path(__file__).with_name("upstream_driver.py")
-STARTUP_TIMEOUT = 180.0  # a cold openenv-core import on a loaded 2-core box
+STARTUP_TIMEOUT = 180.0  # a cold upstream import on a loaded 2-core box
 
 
-def upstream_python() -> str:
-    """The upstream venv's interpreter; skips (or fails in CI) when it is not there."""
-    python = os.environ.get("OPENENV_UPSTREAM_PYTHON") or str(ROOT / ".venv-upstream/bin/python")
+@dataclass(frozen=True)
+class Upstream:
+    """One upstream release, and the interpreter of the venv holding it."""
+
+    version: str  # "0.3.0" or "0.10.0"
+    distribution: str
+    venv: str
+    variable: str  # names another interpreter
+
+    @property
+    def modern(self) -> bool:
+        """0.10 and later: MCP tool envs, metadata in observations, AutoEnv."""
+        return not self.version.startswith("0.3.")
+
+    @property
+    def python(self) -> str:
+        return os.environ.get(self.variable) or str(ROOT / self.venv / "bin" / "python")
+
+
+UPSTREAMS = (
+    Upstream("0.3.0", "openenv-core", ".venv-upstream", "OPENENV_UPSTREAM_PYTHON"),
+    Upstream("0.10.0", "openenv", ".venv-upstream-0.10", "OPENENV_UPSTREAM10_PYTHON"),
+)
+
+
+def upstream_python(upstream: Upstream = UPSTREAMS[0]) -> str:
+    """The interpreter of ``upstream``'s venv; skips (or fails in CI) when it is not there."""
+    python = upstream.python
     problem = None
     if not Path(python).exists():
         problem = f"no upstream interpreter at {python} (make upstream-venv)"
     else:
         done = subprocess.run(
-            [python, "-c", "import importlib.metadata as m; print(m.version('openenv-core'))"],
+            [
+                python,
+                "-c",
+                f"import importlib.metadata as m; print(m.version({upstream.distribution!r}))",
+            ],
             capture_output=True,
             text=True,
             timeout=60,
             cwd="/",  # not the repo root: our own openenv/ would shadow upstream's
         )
-        if done.returncode != 0 or done.stdout.strip() != "0.3.0":
-            problem = (
-                f"{python} has no openenv-core 0.3.0 ({done.stdout.strip() or done.stderr[-200:]})"
-            )
+        if done.returncode != 0 or done.stdout.strip() != upstream.version:
+            found = done.stdout.strip() or done.stderr[-200:]
+            problem = f"{python} has no {upstream.distribution} {upstream.version} ({found})"
     if problem is None:
         return python
     if os.environ.get("OPENENV_REQUIRE_UPSTREAM") == "1":
         pytest.fail(f"OPENENV_REQUIRE_UPSTREAM=1 but {problem}")
     pytest.skip(f"UPSTREAM INTEROP TESTS SKIPPED: {problem}")
+
+
+@pytest.fixture(scope="session", params=UPSTREAMS, ids=lambda u: f"upstream-{u.version}")
+def upstream(request: pytest.FixtureRequest) -> Upstream:
+    """Each upstream release in turn (its venv checked)."""
+    release: Upstream = request.param
+    upstream_python(release)
+    return release
+
+
+@pytest.fixture(scope="session")
+def modern_upstream() -> Upstream:
+    """Upstream 0.10 only: what 0.3.0 does not have (MCP tool envs, AutoEnv)."""
+    release = UPSTREAMS[1]
+    upstream_python(release)
+    return release
 
 
 def upstream_env() -> dict[str, str]:
@@ -59,6 +106,7 @@ class UpstreamServer:
     """An env server made by openenv-core's own ``create_app``, in a subprocess on 127.0.0.1."""
 
     def __init__(self, python: str, env: str, max_sessions: int) -> None:
+        self.env = env
         self.process = subprocess.Popen(
             [
                 python,
@@ -110,19 +158,30 @@ class UpstreamServer:
 
 
 @pytest.fixture(scope="session")
-def upstream_echo_server() -> Iterator[UpstreamServer]:
-    """openenv-core's create_app serving an upstream echo env (max 8 sessions)."""
-    server = UpstreamServer(upstream_python(), "echo", max_sessions=8)
+def upstream_echo_server(upstream: Upstream) -> Iterator[UpstreamServer]:
+    """Upstream's own create_app serving an upstream echo env (max 8 sessions), per release."""
+    server = UpstreamServer(upstream.python, "echo", max_sessions=8)
     try:
         yield server
     finally:
         server.stop()
 
 
-def run_driver(modes: str, base_url: str) -> dict[str, Any]:
-    """Run openenv-core's own clients (tests/interop/upstream_driver.py) against ``base_url``."""
+@pytest.fixture(scope="session")
+def upstream_mcp_echo_server(modern_upstream: Upstream) -> Iterator[UpstreamServer]:
+    """Upstream 0.10's create_app serving an MCP tool env with upstream's echo tool
+    (``echo_message``), built on its own MCPEnvironment and FastMCP."""
+    server = UpstreamServer(modern_upstream.python, "mcp_echo", max_sessions=8)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def run_driver(modes: str, base_url: str, upstream: Upstream = UPSTREAMS[0]) -> dict[str, Any]:
+    """Run upstream's own clients (tests/interop/upstream_driver.py) against ``base_url``."""
     done = subprocess.run(
-        [upstream_python(), str(DRIVER), modes, base_url],
+        [upstream.python, str(DRIVER), modes, base_url],
         capture_output=True,
         text=True,
         timeout=STARTUP_TIMEOUT,

@@ -1,5 +1,6 @@
-"""Our clients and pool against an env server built with openenv-core's own ``create_app``:
-the client falls back to upstream's dialect when our subprotocol is not accepted."""
+"""Our clients and pool against env servers built with upstream's own ``create_app`` (0.3.0 and
+0.10, plain and MCP tool envs): the client falls back to upstream's dialect when our subprotocol
+is not accepted."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from openenv import (
     EnvPool,
     InvalidActionError,
 )
-from openenv.types import State
+from openenv.tools import ToolResult
+from openenv.types import GenericObservation, GenericState, State
 from tests.interop.conftest import UpstreamServer
 
 pytestmark = pytest.mark.timeout(300)  # the first test pays for upstream's cold start
@@ -94,3 +96,38 @@ async def test_env_pool_drives_upstream_servers(upstream_echo_server: UpstreamSe
 
         outcomes = await pool.run_episodes(episode, 12)
         assert [o.result for o in outcomes] == [0.5] * 12
+
+
+async def test_our_client_lists_and_calls_an_upstream_mcp_envs_tools(
+    upstream_mcp_echo_server: UpstreamServer,
+) -> None:
+    # No types declared by hand: a generic client, tools decoded into ToolResult.
+    async with AsyncEnvClient[Any, Any, Any](upstream_mcp_echo_server.ws_url) as env:
+        (tool,) = await env.list_tools()
+        assert (tool.name, tool.description) == ("echo_message", "Echo back the provided message.")
+        assert tool.input_schema["required"] == ["message"]
+        reset = await env.reset()
+        assert isinstance(reset.observation, GenericObservation)
+        assert reset.observation.metadata == {"status": "ready"}  # metadata round-trips
+        called = await env.call_tool("echo_message", message="Hello!")
+        assert isinstance(called.observation, ToolResult)
+        assert (called.observation.result, called.observation.error) == ("Hello!", None)
+        missing = await env.call_tool("no_such_tool")
+        assert missing.observation.error is not None
+        assert missing.observation.error.type == "tool_not_found"
+        state = await env.state()
+        assert isinstance(state, GenericState) and state.step_count == 2
+
+
+async def test_env_pool_drives_an_upstream_mcp_env(
+    upstream_mcp_echo_server: UpstreamServer,
+) -> None:
+    provider = EndpointProvider([upstream_mcp_echo_server.ws_url])
+    async with EnvPool(AsyncEnvClient, provider, size=3) as pool:
+
+        async def episode(env: AsyncEnvClient[Any, Any, Any]) -> Any:
+            await env.reset()
+            return (await env.call_tool("echo_message", message="x" * 3)).observation.result
+
+        outcomes = await pool.run_episodes(episode, 6)
+        assert [o.result for o in outcomes] == ["xxx"] * 6

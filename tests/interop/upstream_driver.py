@@ -1,13 +1,17 @@
-"""Drives an env server with upstream OpenEnv's own clients (openenv-core 0.3.0).
+"""Drives an env server with upstream OpenEnv's own clients (openenv-core 0.3.0 or openenv 0.10).
 
-Runs in the upstream venv (its package is also called ``openenv``), as a subprocess of the
+Runs in an upstream venv (its package is also called ``openenv``), as a subprocess of the
 interop tests: ``python upstream_driver.py MODE[,MODE...] BASE_URL`` prints one JSON document
 of what the server answered, for the test to check (and to compare with upstream's own server).
 
 Modes: ``generic`` (GenericEnvClient, async), ``typed`` (an upstream-style EchoEnv client, through
 its ``.sync()`` wrapper), ``http`` (plain HTTP with urllib), ``errors`` (bad frames on a raw
 websocket, as upstream's client would send them), ``validate`` (upstream's ``openenv validate
---url`` checks).
+--url`` checks), ``metadata`` (GenericEnvClient: an observation's metadata, inside it and
+beside it). 0.10 only: ``autoenv`` (``AutoEnv.from_env(..., base_url=...)``), ``mcp`` (its
+``MCPToolClient`` on the echo tool, a raw ``{"type":"mcp"}`` tools/list on ``/ws`` as verifiers
+sends it, and a ``call_tool`` step from GenericEnvClient), ``mcp_terminal`` (``MCPToolClient``
+on terminal_env's tools).
 """
 
 from __future__ import annotations
@@ -145,6 +149,68 @@ def validate(base_url: str) -> dict[str, Any]:
     return {"passed": report.get("passed"), "mode": report.get("mode"), "failed": failed}
 
 
+async def metadata(base_url: str) -> dict[str, Any]:
+    async with GenericEnvClient(base_url=base_url) as env:
+        await env.reset()
+        step = await env.step({"message": "m"})
+    return {"observation": step.observation, "metadata": getattr(step, "metadata", None)}
+
+
+def autoenv(base_url: str) -> dict[str, Any]:
+    from openenv import AutoEnv
+
+    with AutoEnv.from_env("echo_env", base_url=base_url, skip_install=True).sync() as env:
+        reset = env.reset()
+        step = env.step({"message": "auto"})
+    return {"client": type(env).__name__, "reset": reset.observation, "step": step.reward}
+
+
+async def mcp(base_url: str) -> dict[str, Any]:
+    from openenv.core.mcp_client import MCPToolClient
+
+    async with MCPToolClient(base_url=base_url) as env:
+        tools = await env.list_tools()
+        echoed = await env.call_tool("echo_message", message="Hello from MCP")
+        try:
+            await env.call_tool("no_such_tool", message="x")
+            missing = None
+        except RuntimeError as exc:
+            missing = str(exc)
+        reset = await env.reset()
+        state = await env.state()
+    async with connect(base_url.replace("http", "ws") + "/ws") as ws:
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+        await ws.send(json.dumps({"type": "mcp", "data": call}))
+        listed = json.loads(await ws.recv())
+    async with GenericEnvClient(base_url=base_url) as generic:
+        await generic.reset()
+        action = {"type": "call_tool", "tool_name": "echo_message", "arguments": {"message": "s"}}
+        stepped = await generic.step(action)
+    return {
+        "tools": [[t.name, t.input_schema.get("required")] for t in tools],
+        "echoed": echoed,
+        "missing": missing,
+        "reset_done": reset.done,
+        "state_steps": state.step_count,
+        "ws_tools": [
+            [t["name"], sorted(t["inputSchema"].get("properties", {}))]
+            for t in listed["data"]["result"]["tools"]
+        ],
+        "step_result": stepped.observation["result"]["data"],
+        "step_error": stepped.observation["error"],
+    }
+
+
+async def mcp_terminal(base_url: str) -> dict[str, Any]:
+    from openenv.core.mcp_client import MCPToolClient
+
+    async with MCPToolClient(base_url=base_url) as env:
+        tools = sorted(t.name for t in await env.list_tools())
+        written = await env.call_tool("write_file", path="note.txt", content="from upstream\n")
+        ran = await env.call_tool("exec", command="cat note.txt")
+    return {"tools": tools, "written": written, "ran": ran}
+
+
 def main() -> None:
     # One process runs every mode asked for: importing openenv-core takes seconds (gradio).
     modes, base_url = sys.argv[1].split(","), sys.argv[2]
@@ -158,6 +224,14 @@ def main() -> None:
             result[mode] = http(base_url)
         elif mode == "validate":
             result[mode] = validate(base_url)
+        elif mode == "metadata":
+            result[mode] = asyncio.run(metadata(base_url))
+        elif mode == "autoenv":
+            result[mode] = autoenv(base_url)
+        elif mode == "mcp":
+            result[mode] = asyncio.run(mcp(base_url))
+        elif mode == "mcp_terminal":
+            result[mode] = asyncio.run(mcp_terminal(base_url))
         else:
             result[mode] = asyncio.run(errors(base_url))
     print(json.dumps(result))
