@@ -349,3 +349,17 @@ def test_shells_die_with_a_killed_server(tmp_path: Path) -> None:
     finally:
         with contextlib.suppress(Exception):
             env.close()
+
+
+@module_loop
+async def test_large_commands_and_many_background_processes(env: AsyncTerminalEnv) -> None:
+    text = "x" * 300_000  # several pipe buffers of command line
+    seen = await run(env, f"echo {text} | wc -c")
+    assert seen.stdout == f"{len(text) + 1}\n"
+    for _ in range(64):
+        assert (await env.step(Start("exit 0"))).observation.handle is not None
+    refused = (await env.step(Start("true"))).observation
+    assert "64 background processes" in refused.error
+    for handle in (await env.state()).handles:
+        assert not (await env.step(Poll(handle, wait_s=10))).observation.running
+    assert (await env.step(Start("true"))).observation.handle is not None

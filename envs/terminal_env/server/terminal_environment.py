@@ -64,6 +64,7 @@ MAX_READ_BYTES = 8 << 20
 MAX_ENTRIES = 10_000
 MAX_TIMEOUT_S = 3600.0
 MAX_WAIT_S = 60.0
+MAX_BACKGROUND = 64  # live (or unreported) background processes per session
 ROOT_VAR = "OPENENV_TERMINAL_ROOT"
 MAX_OUTPUT_VAR = "OPENENV_TERMINAL_MAX_OUTPUT_BYTES"
 MAX_PROCS_VAR = "OPENENV_TERMINAL_MAX_PROCS"
@@ -218,6 +219,11 @@ class TerminalEnvironment(Environment[TerminalAction, TerminalObservation, Termi
             entries, more = _list(self._path(shell, op.path))
             return TerminalObservation(exit_code=0, entries=entries, truncated=more)
         if isinstance(op, Start):
+            if len(shell.background) >= MAX_BACKGROUND:
+                raise ValueError(
+                    f"{MAX_BACKGROUND} background processes are running or unreported: Kill "
+                    f"some, or Poll those that ended"
+                )
             job = await shell.start_background(op.command, op.cwd, op.env)
             return TerminalObservation(handle=job.handle, running=True)
         if isinstance(op, Poll):
