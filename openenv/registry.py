@@ -186,8 +186,9 @@ def resolve(target: str) -> EnvSpec:
 
 
 def _module_of(given: str, target: str) -> str:
-    """The module path ``given`` (a module path or a directory) denotes; a directory is made
-    importable.
+    """The module path ``given`` (a module path or a directory) denotes; a directory that does
+    not import as that module already (an installed or editable package does) is made
+    importable: sys.path is the process's, and a checkout on it shadows installed metadata.
 
     Raises:
         EnvNotFoundError: there is no such module.
@@ -200,9 +201,10 @@ def _module_of(given: str, target: str) -> str:
         while (parent / "__init__.py").is_file():  # inside a package: import it as its child
             parts.insert(0, parent.name)
             parent = parent.parent
-        if str(parent) not in sys.path:
+        module = ".".join(parts)
+        if directory not in _locations(module) and str(parent) not in sys.path:
             sys.path.insert(0, str(parent))
-        return ".".join(parts)
+        return module
     module = given.removesuffix(".py")
     try:
         found = importlib.util.find_spec(module)
@@ -211,6 +213,19 @@ def _module_of(given: str, target: str) -> str:
     if found is None:
         raise _not_found(target, module)
     return module
+
+
+def _locations(module: str) -> list[Path]:
+    """The folders ``module`` would import from now (none if it would not import)."""
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return []
+    if found is None:
+        return []
+    if found.submodule_search_locations is not None:
+        return [Path(p).resolve() for p in found.submodule_search_locations]
+    return [Path(found.origin).resolve().parent] if found.origin else []
 
 
 def _import(module: str, name: str) -> ModuleType:

@@ -65,6 +65,18 @@ def test_a_spec_name_finds_it_again_from_elsewhere(
     assert done.stdout.strip() == spec.image, done.stderr
 
 
+def test_a_directory_that_imports_already_leaves_sys_path_alone() -> None:
+    # The checkout on sys.path would shadow the installed metadata with its egg-info.
+    code = (
+        "import sys; from openenv.registry import resolve; spec = resolve('envs/echo_env'); "
+        f"print(spec.image, {str(ROOT)!r} in sys.path)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.split() == ["echo-env:latest", "False"], done.stderr
+
+
 def test_unknown_names_and_missing_dependencies_are_told_apart(tmp_path: Path) -> None:
     with pytest.raises(EnvNotFoundError, match=r"no env 'nope_env'.*registered name: .*echo"):
         resolve("nope_env")
