@@ -218,6 +218,17 @@ async def test_filling_the_workspace_disk(env: AsyncTerminalEnv) -> None:
 
 
 @module_loop
+async def test_a_memory_hog_is_killed_not_the_server(
+    env: AsyncTerminalEnv, container: tuple[LocalDockerProvider, ServerHandle]
+) -> None:
+    assert (await run(env, "cat /proc/$$/oom_score_adj")).stdout == "500\n"
+    hog = await run(env, "python3 -c 'x = bytearray(900 << 20); print(len(x))'", timeout_s=60)
+    assert hog.exit_code == 137 and hog.stdout == ""  # the OOM killer's SIGKILL
+    assert (await run(env, "echo alive")).stdout == "alive\n"
+    await assert_serving(container)
+
+
+@module_loop
 async def test_closing_stdout_and_changing_the_terminal(env: AsyncTerminalEnv) -> None:
     assert (await run(env, "exec >&- 2>&-; echo lost")).exit_code == 1
     assert (await run(env, "exec 0<&-; stty raw -echo -F /dev/tty; echo ok")).stdout == "ok\n"

@@ -223,7 +223,11 @@ class Shell:
             os.setsid()
             fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
             _die_with_parent()
-            with contextlib.suppress(OSError):  # the shell and its jobs go first on OOM
+            # The shell and its jobs go first on OOM. The server is non-dumpable, and so is
+            # this child until exec: its /proc files are root's until it says otherwise.
+            with contextlib.suppress(AttributeError):
+                _LIBC.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
+            with contextlib.suppress(OSError):
                 Path("/proc/self/oom_score_adj").write_text("500")
             if max_procs is not None:
                 import resource
