@@ -28,8 +28,9 @@ from openenv.protocol import (
 )
 from openenv.server.config import ServerConfig
 from openenv.server.dialect import Dialect, serve_asgi
+from openenv.server.env_call import MAX_ERROR_CHARS
 from openenv.server.environment import Environment
-from openenv.server.forking import TicketBook
+from openenv.server.forking import ParkedFork, TicketBook
 from openenv.server.http_routes import http_routes
 from openenv.server.http_sessions import HttpSessions, SessionRefused
 from openenv.server.mcp import McpEndpoint
@@ -92,13 +93,34 @@ class _EnvServer:
         return hmac.compare_digest(_authorization(scope), f"Bearer {self.config.token}".encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The ``/ws`` endpoint, as a plain ASGI app: one session per connection."""
+        """The ``/ws`` endpoint, as a plain ASGI app: one session per connection.
+
+        The dialect is chosen here: our SDK asks for our subprotocol, anything else (upstream
+        OpenEnv's clients, plain websocket tools) gets upstream's JSON dialect. A fork ticket
+        stands in for the token, in our dialect only (upstream's has no forks).
+        """
         await receive()  # websocket.connect
+        ours = SUBPROTOCOL in scope.get("subprotocols", ())
         presented = _authorization(scope)
+        fork = None
         if presented.startswith(_FORK_PREFIX):
-            await self._serve_fork(presented[len(_FORK_PREFIX) :], scope, receive, send)
-            return
-        if not self.authorized(scope):
+            ticket = presented[len(_FORK_PREFIX) :].decode("ascii", "replace")
+            if not ours:
+                self._refused("dialect")
+                await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
+                return
+            fork = self.forks.redeem(ticket)
+            if fork is None:
+                log.warning(
+                    "refused a fork ticket from %s: used, expired or not ours",
+                    _peer(scope),
+                    extra={"peer": _peer(scope), "reason": "ticket"},
+                )
+                if self.metrics is not None:
+                    self.metrics.tickets_refused += 1
+                await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
+                return
+        elif not self.authorized(scope):
             # Closing before accept refuses the handshake (HTTP 403): no env is ever created.
             log.warning(
                 "refused a session from %s: missing or wrong token",
@@ -108,43 +130,66 @@ class _EnvServer:
             self._refused("token")
             await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
             return
-        # The dialect is chosen here: our SDK asks for our subprotocol, anything else (upstream
-        # OpenEnv's clients, plain websocket tools) gets upstream's JSON dialect.
-        if SUBPROTOCOL not in scope.get("subprotocols", ()):
-            await self._serve_upstream(scope, receive, send)
-            return
-        await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
-        if self.active_sessions >= self.config.max_sessions:
+        if not ours and fork is None:
+            attach_to = _session_query(scope)
+            if attach_to is not None:
+                await send({"type": "websocket.accept"})
+                await self._serve_attached(attach_to, scope, receive, send)
+                return
+        await self._session(scope, receive, send, ours, fork)
+
+    async def _session(
+        self, scope: Scope, receive: Receive, send: Send, ours: bool, fork: ParkedFork | None
+    ) -> None:
+        """Admission, in one place: a slot (a fork's is taken already), the env, the session
+        in its dialect until it ends, then the slot back."""
+        try:
+            await send(
+                {"type": "websocket.accept", **({"subprotocol": SUBPROTOCOL} if ours else {})}
+            )
+        except BaseException:
+            if fork is not None:
+                self.forks.discard(fork.env)
+            raise
+        if fork is None and not self.reserve(1):
             log.warning(
                 "refused a session from %s: at capacity",
                 _peer(scope),
                 extra={"peer": _peer(scope), "reason": "capacity"},
             )
             self._refused("capacity")
-            await self._refuse_capacity(send)
+            await self._refuse_capacity(send, ours)
             return
-        self.active_sessions += 1
         self.sessions_served += 1
         if self.metrics is not None:
-            self.metrics.sessions_opened["openenv"] += 1
+            self.metrics.sessions_opened["openenv" if ours else "upstream"] += 1
         session_id = uuid.uuid4().hex
+        origin = f"as a fork of {fork.parent}" if fork is not None else f"from {_peer(scope)}"
+        fields: dict[str, Any] = {"session_id": session_id, "peer": _peer(scope)}
+        if fork is not None:
+            fields["forked_from"] = fork.parent
         log.info(
-            "session %s opened from %s (%d active)",
+            "session %s opened %s (%d active)",
             session_id,
-            _peer(scope),
+            origin,
             self.active_sessions,
-            extra={"session_id": session_id, "peer": _peer(scope)},
+            extra=fields,
         )
         try:
-            env = self.env_cls(**self.env_kwargs)
-            hello = self._hello(session_id)
-            session = Session(env, self.codec, hello, self.config, self.forks, metrics=self.metrics)
-            await _serve(session, scope, receive, send)
-        except Exception:
-            log.exception("session %s failed", session_id, extra={"session_id": session_id})
-            raise
+            try:
+                dialect = self._dialect(session_id, ours, fork)
+            except Exception as exc:
+                log.warning(
+                    "session %s: the env could not be created",
+                    session_id,
+                    exc_info=True,
+                    extra={"session_id": session_id},
+                )
+                await self._refuse_env(send, ours, exc)
+                return
+            await _serve(dialect, scope, receive, send)
         finally:
-            self.active_sessions -= 1
+            self.release(1)
             log.info(
                 "session %s closed (%d active)",
                 session_id,
@@ -152,61 +197,19 @@ class _EnvServer:
                 extra={"session_id": session_id},
             )
 
-    async def _serve_fork(self, ticket: bytes, scope: Scope, receive: Receive, send: Send) -> None:
-        """A session opened with a fork ticket: it serves the parked copy (whose slot is
-        already taken) and needs no bearer token; a ticket that is not valid is refused, and
-        so is a client that does not speak our dialect (upstream's has no forks)."""
-        if SUBPROTOCOL not in scope.get("subprotocols", ()):
-            self._refused("dialect")
-            await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
-            return
-        fork = self.forks.redeem(ticket.decode("ascii", "replace"))
-        if fork is None:
-            log.warning(
-                "refused a fork ticket from %s: used, expired or not ours",
-                _peer(scope),
-                extra={"peer": _peer(scope), "reason": "ticket"},
-            )
-            if self.metrics is not None:
-                self.metrics.tickets_refused += 1
-            await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
-            return
-        self.sessions_served += 1
-        if self.metrics is not None:
-            self.metrics.sessions_opened["openenv"] += 1
-        try:
-            await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
-        except BaseException:
-            self.forks.discard(fork.env)
-            raise
-        session_id = uuid.uuid4().hex
-        log.info(
-            "session %s opened as a fork of %s (%d active)",
-            session_id,
-            fork.parent,
-            self.active_sessions,
-            extra={"session_id": session_id, "forked_from": fork.parent},
-        )
-        try:
+    def _dialect(self, session_id: str, ours: bool, fork: ParkedFork | None) -> Dialect:
+        metrics = self.metrics
+        if not ours:
+            env = self.env_cls(**self.env_kwargs)
+            return UpstreamSession(env, self.upstream_codec, self.config, metrics)
+        if fork is not None:
             hello = self._hello(session_id, forked_from=fork.parent)
-            session = Session(
-                fork.env,
-                self.codec,
-                hello,
-                self.config,
-                self.forks,
-                fork.was_reset,
-                metrics=self.metrics,
+            return Session(
+                fork.env, self.codec, hello, self.config, self.forks, fork.was_reset, metrics
             )
-            await _serve(session, scope, receive, send)
-        finally:
-            self.active_sessions -= 1
-            log.info(
-                "session %s closed (%d active)",
-                session_id,
-                self.active_sessions,
-                extra={"session_id": session_id},
-            )
+        env = self.env_cls(**self.env_kwargs)
+        hello = self._hello(session_id)
+        return Session(env, self.codec, hello, self.config, self.forks, metrics=metrics)
 
     def _hello(self, session_id: str, forked_from: str | None = None) -> Hello:
         return Hello(
@@ -217,52 +220,35 @@ class _EnvServer:
             **self.schemas,
         )
 
-    async def _refuse_capacity(self, send: Send) -> None:
+    async def _refuse_capacity(self, send: Send, ours: bool) -> None:
         limit = self.config.max_sessions
         message = f"server is at capacity ({limit} sessions); retry later or use another server"
-        refusal = self.codec.encode(Error(code=ErrorCode.CAPACITY, message=message))
-        await send({"type": "websocket.send", "bytes": refusal})
-        await send(
-            {"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER, "reason": "capacity"}
-        )
-
-    async def _serve_upstream(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """One session in upstream OpenEnv's dialect (see ``openenv.server.upstream``)."""
-        await send({"type": "websocket.accept"})
-        codec = self.upstream_codec
-        attach_to = _session_query(scope)
-        if attach_to is not None:
-            await self._serve_attached(attach_to, scope, receive, send)
-            return
-        if self.active_sessions >= self.config.max_sessions:
-            self._refused("capacity")
-            limit = self.config.max_sessions
-            message = f"server is at capacity ({limit} sessions); retry later or elsewhere"
-            error = codec.error(
+        if ours:
+            refusal = self.codec.encode(Error(code=ErrorCode.CAPACITY, message=message))
+            await send({"type": "websocket.send", "bytes": refusal})
+        else:
+            error = self.upstream_codec.error(
                 UpstreamCode.CAPACITY_REACHED,
                 message,
                 active_sessions=self.active_sessions,
                 max_sessions=limit,
             )
             await send({"type": "websocket.send", "text": error})
-            await send({"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER})
-            return
-        self.active_sessions += 1
-        self.sessions_served += 1
-        if self.metrics is not None:
-            self.metrics.sessions_opened["upstream"] += 1
-        try:
-            try:
-                env = self.env_cls(**self.env_kwargs)
-            except Exception as exc:
-                error = codec.error(UpstreamCode.FACTORY_ERROR, f"{type(exc).__name__}: {exc}")
-                await send({"type": "websocket.send", "text": error})
-                await send({"type": "websocket.close", "code": CloseCode.INTERNAL_ERROR})
-                return
-            session = UpstreamSession(env, codec, self.config, self.metrics)
-            await _serve(session, scope, receive, send)
-        finally:
-            self.active_sessions -= 1
+        await send(
+            {"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER, "reason": "capacity"}
+        )
+
+    async def _refuse_env(self, send: Send, ours: bool, exc: Exception) -> None:
+        message = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+        if ours:
+            error = Error(
+                code=ErrorCode.ENV_ERROR, message=f"the env could not be created: {message}"
+            )
+            await send({"type": "websocket.send", "bytes": self.codec.encode(error)})
+        else:
+            text = self.upstream_codec.error(UpstreamCode.FACTORY_ERROR, message)
+            await send({"type": "websocket.send", "text": text})
+        await send({"type": "websocket.close", "code": CloseCode.INTERNAL_ERROR})
 
     def _refused(self, reason: str) -> None:
         if self.metrics is not None:

@@ -30,17 +30,20 @@ MAX_ERROR_CHARS = 2000  # of an env exception's text in an error reply
 
 
 class EnvCallError(Exception):
-    """The env raised (``timed_out`` False; the env is still usable) or exceeded the step time
-    limit (``timed_out`` True; its state is unknown)."""
+    """The env raised; the env is still usable."""
 
-    def __init__(self, message: str, timed_out: bool = False) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.timed_out = timed_out
 
 
 class StepTimeout(Exception):
-    """An env call exceeded the server's step time limit."""
+    """An env call exceeded the server's step time limit: the env's state is unknown, so
+    every way of serving it ends the session (or answers the HTTP request) there."""
+
+    def __init__(self, limit: float | None) -> None:
+        self.message = f"the environment exceeded the server's {limit} s step limit"
+        super().__init__(self.message)
 
 
 class EnvCaller:
@@ -61,7 +64,7 @@ class EnvCaller:
         self.step_timeout = step_timeout
         self.thread = ThreadPoolExecutor(1, "openenv-env") if type(env).blocking else None
 
-    def begin(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def begin(self, method: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Start ``method(*args, **kwargs)``: its result when it ran to the end on the loop (a
         sync env's call), else an awaitable of it (see :func:`finished`).
 
@@ -96,14 +99,15 @@ class EnvCaller:
                 return await pending
         except TimeoutError:
             if deadline is not None and deadline.expired():
-                raise StepTimeout from None
+                raise StepTimeout(limit) from None
             raise
 
-    async def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def call(self, method: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """``method(*args, **kwargs)``, awaited if it returns an awaitable.
 
         Raises:
-            EnvCallError: the env raised, or exceeded the time limit.
+            EnvCallError: the env raised.
+            StepTimeout: the env exceeded the time limit.
         """
         try:
             started = self.begin(method, *args, **kwargs)
@@ -111,10 +115,7 @@ class EnvCaller:
                 return started
             return await self.within_limit(started)
         except StepTimeout:
-            raise EnvCallError(
-                f"the environment exceeded the server's {self.step_timeout} s step limit",
-                timed_out=True,
-            ) from None
+            raise
         except Exception as exc:
             log.debug("env raised", exc_info=True)
             raise EnvCallError(f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]) from exc

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from openenv.server.config import ServerConfig
-from openenv.server.env_call import EnvCaller, EnvCallError, accepted_kwargs
+from openenv.server.env_call import EnvCaller, EnvCallError, StepTimeout, accepted_kwargs
 from openenv.server.environment import Environment
 from openenv.server.upstream import InvalidArguments, reset_arguments
 from openenv.tools import inline_schema
@@ -89,7 +89,7 @@ class _Routes:
             return result
         except InvalidArguments as exc:
             return _unprocessable(exc.errors)
-        except EnvCallError as exc:
+        except (EnvCallError, StepTimeout) as exc:
             return _json_response({"detail": exc.message}, 500)
         finally:
             await caller.release()

@@ -286,17 +286,16 @@ class Session:
         """Await an env call under the server's step time limit, and answer it."""
         try:
             result = await self._caller.within_limit(pending)
-        except StepTimeout:
-            return self._timed_out(request_id, frame)
+        except StepTimeout as timeout:
+            return self._timed_out(timeout, request_id, frame)
         except Exception as exc:
             return self._env_raised(exc, request_id, frame)
         return self._answer(reply, request_id, result, frame, entered)
 
-    def _timed_out(self, request_id: int, frame: bytes | str) -> Closing:
+    def _timed_out(self, timeout: StepTimeout, request_id: int, frame: bytes | str) -> Closing:
         """Past the limit the client gets ``timeout`` and the session closes (1011): the
         env's state is then unknown."""
-        limit = self._config.step_timeout
-        message = f"the environment exceeded the server's {limit} s step limit; session closed"
+        message = f"{timeout.message}; session closed"
         error = Error(code=ErrorCode.TIMEOUT, message=message, id=request_id)
         session_id = self._hello.session_id
         extra = {"session_id": session_id, "request_id": request_id}
@@ -330,7 +329,7 @@ class Session:
                 forks.discard(copy)
             forks.release(count - len(copies))
             if isinstance(exc, StepTimeout):
-                return self._timed_out(request.id, frame)
+                return self._timed_out(exc, request.id, frame)
             if isinstance(exc, NotImplementedError):
                 message = str(exc)[:MAX_ERROR_CHARS]
                 error = Error(code=ErrorCode.NOT_SUPPORTED, message=message, id=request.id)

@@ -24,7 +24,7 @@ import msgspec
 from openenv.protocol import CloseCode, json_default
 from openenv.server.config import ServerConfig
 from openenv.server.dialect import Closing
-from openenv.server.env_call import EnvCaller, EnvCallError, accepted_kwargs
+from openenv.server.env_call import EnvCaller, EnvCallError, StepTimeout, accepted_kwargs
 from openenv.server.environment import Environment
 from openenv.server.mcp_shapes import (
     INVALID_REQUEST,
@@ -236,9 +236,11 @@ class UpstreamSession:
             error = codec.error(UpstreamCode.VALIDATION_ERROR, "Invalid message", errors=exc.errors)
             return self._sent(error, "invalid_message")
         except EnvCallError as exc:
-            code = "timeout" if exc.timed_out else "env_error"
-            reply = self._sent(codec.error(UpstreamCode.EXECUTION_ERROR, exc.message), code)
-            return Closing(CloseCode.INTERNAL_ERROR, frame=reply) if exc.timed_out else reply
+            reply = self._sent(codec.error(UpstreamCode.EXECUTION_ERROR, exc.message), "env_error")
+            return reply
+        except StepTimeout as exc:
+            reply = self._sent(codec.error(UpstreamCode.EXECUTION_ERROR, exc.message), "timeout")
+            return Closing(CloseCode.INTERNAL_ERROR, frame=reply)
 
     async def _rpc(self, call: Any) -> dict[str, Any]:
         """A JSON-RPC request (``tools/list``, ``tools/call``) on this session's env."""

@@ -39,9 +39,9 @@ def paused_after_each_message(monkeypatch: pytest.MonkeyPatch) -> _Record:
 
     def recorded(self: EnvWebSocketProtocol, data: bytes) -> None:
         data_received(self, data)
-        if self.handshake_complete:
-            record.append(self.read_paused)
-            if self.read_paused:
+        if self._answered:
+            record.append(self._read_paused)
+            if self._read_paused:
                 record.paused.set()
 
     monkeypatch.setattr(EnvWebSocketProtocol, "data_received", recorded)
