@@ -38,6 +38,16 @@ class ServerConfig:
         session_idle_timeout: seconds a session created over HTTP (``openenv/session/create``
             on ``/mcp``) may go unused, with no WebSocket attached, before it is closed (None:
             never).
+        handshake_timeout: seconds a new connection (and each later request's head) may take
+            to send its request line and headers; a slower or silent one is closed.
+        max_pending: connections that have not sent a whole request head yet; one more
+            closes the oldest of them, so silent connections cannot crowd out real clients.
+        max_connections: open connections of any kind (None: the file-descriptor limit less
+            64); past it a new connection closes the oldest pending one, or gets 503.
+        max_header_bytes: request line and headers of one request; more is answered 431 (a
+            single line is capped at 8 KiB, websockets' own limit).
+        max_forks_per_request: copies one ``fork`` request may ask for.
+        max_parked_forks: copies of one session waiting for their tickets at once.
     """
 
     max_sessions: int = 256
@@ -49,13 +59,22 @@ class ServerConfig:
     fork_ticket_ttl: float = 10.0
     metrics: bool = True
     session_idle_timeout: float | None = 300.0
+    handshake_timeout: float | None = 10.0
+    max_pending: int = 64
+    max_connections: int | None = None
+    max_header_bytes: int = 64 * 1024
+    max_forks_per_request: int = 16
+    max_parked_forks: int = 64
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
         """Read ``OPENENV_MAX_SESSIONS``, ``OPENENV_MAX_FRAME_BYTES``, ``OPENENV_PING_INTERVAL``,
         ``OPENENV_PING_TIMEOUT``, ``OPENENV_STEP_TIMEOUT``, ``OPENENV_TOKEN``,
-        ``OPENENV_FORK_TICKET_TTL``, ``OPENENV_METRICS`` (0: off) and
-        ``OPENENV_SESSION_IDLE_TIMEOUT``; a value of 0 turns a time limit off."""
+        ``OPENENV_FORK_TICKET_TTL``, ``OPENENV_METRICS`` (0: off),
+        ``OPENENV_SESSION_IDLE_TIMEOUT``, ``OPENENV_HANDSHAKE_TIMEOUT``, ``OPENENV_MAX_PENDING``,
+        ``OPENENV_MAX_CONNECTIONS``, ``OPENENV_MAX_HEADER_BYTES``,
+        ``OPENENV_MAX_FORKS_PER_REQUEST`` and ``OPENENV_MAX_PARKED_FORKS``; a value of 0 turns a
+        time limit off."""
         env = os.environ if environ is None else environ
         default = cls()
         return cls(
@@ -71,4 +90,16 @@ class ServerConfig:
             session_idle_timeout=_optional_float(
                 env.get("OPENENV_SESSION_IDLE_TIMEOUT"), default.session_idle_timeout
             ),
+            handshake_timeout=_optional_float(
+                env.get("OPENENV_HANDSHAKE_TIMEOUT"), default.handshake_timeout
+            ),
+            max_pending=int(env.get("OPENENV_MAX_PENDING", default.max_pending)),
+            max_connections=int(env["OPENENV_MAX_CONNECTIONS"])
+            if env.get("OPENENV_MAX_CONNECTIONS")
+            else None,
+            max_header_bytes=int(env.get("OPENENV_MAX_HEADER_BYTES", default.max_header_bytes)),
+            max_forks_per_request=int(
+                env.get("OPENENV_MAX_FORKS_PER_REQUEST", default.max_forks_per_request)
+            ),
+            max_parked_forks=int(env.get("OPENENV_MAX_PARKED_FORKS", default.max_parked_forks)),
         )

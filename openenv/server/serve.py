@@ -31,6 +31,7 @@ from openenv.endpoint import is_loopback
 from openenv.exceptions import ServeError
 from openenv.registry import resolve
 from openenv.server.config import ServerConfig
+from openenv.server.gate import Gate
 from openenv.server.ws_protocol import EnvWebSocketProtocol
 
 __all__ = [
@@ -59,8 +60,11 @@ def load_app(target: str) -> Any:
 def uvicorn_config(
     app: Any, host: str, port: int, uds: str | None, **overrides: Any
 ) -> uvicorn.Config:
-    """How every env server runs under uvicorn; ``overrides`` replace any option."""
-    limits = ServerConfig.from_env()
+    """How every env server runs under uvicorn; ``overrides`` replace any option.
+
+    The limits are the app's own (``create_app``'s config), else read from ``OPENENV_*``.
+    """
+    limits = _config_of(app) or ServerConfig.from_env()
     try:
         import uvloop  # noqa: F401
 
@@ -72,8 +76,9 @@ def uvicorn_config(
         "port": port,
         "uds": uds,
         "loop": loop,
-        # uvicorn's websockets-sansio implementation (the maintained one; it reaps half-open
-        # peers), adapted to sessions: see ws_protocol.
+        # Both through uvicorn's public seams: limits before its HTTP parser (see gate), and
+        # our own WebSocket protocol on websockets' Sans-I/O core (see ws_protocol).
+        "http": Gate(limits).protocol,
         "ws": EnvWebSocketProtocol,
         "ws_max_size": limits.max_frame_bytes,
         "ws_ping_interval": limits.ping_interval,
@@ -86,6 +91,12 @@ def uvicorn_config(
         "backlog": 4096,  # thousands of sessions may connect at once (a pool opening)
     }
     return uvicorn.Config(app, **{**options, **overrides})
+
+
+def _config_of(app: Any) -> ServerConfig | None:
+    server = getattr(getattr(app, "state", None), "openenv", None)
+    config = getattr(server, "config", None)
+    return config if isinstance(config, ServerConfig) else None
 
 
 def serve(
