@@ -50,6 +50,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from openenv.observability.logs import Redact
 from openenv.protocol import CloseCode
 from openenv.server.dialect import Closing, Dialect, Outgoing, Reply, is_ready
 
@@ -60,8 +61,11 @@ CLOSE_TIMEOUT = 10.0  # seconds the client gets to close its side after the serv
 DIRECT_EXTENSION = "openenv.direct"  # ASGI scope extension: {"serve": serve_session}
 
 log = logging.getLogger("openenv.server")
-# websockets logs each handshake header at DEBUG: this logger is filtered (openenv.redact).
-wire_log = logging.getLogger("websockets.server")
+# websockets' own lines (each handshake header and a preview of each frame, at DEBUG): a
+# filter masks Authorization values (token or fork ticket) and drops frame previews, wherever
+# the record goes. A logger's filters apply to its own records only, hence one here.
+wire_log = logging.getLogger("openenv.server.wire")
+wire_log.addFilter(Redact())
 
 _BINARY = Opcode.BINARY
 _OPEN = State.OPEN
