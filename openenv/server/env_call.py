@@ -76,6 +76,13 @@ class EnvCaller:
             return asyncio.get_running_loop().run_in_executor(self.thread, call)
         return method(*args, **kwargs)
 
+    def begin_off_loop(self, method: Callable[[], Any]) -> Awaitable[Any]:
+        """``method()`` as an awaitable that does not run on the event loop: on the env's own
+        thread if it has one, awaited if it is ``async def``, else on a worker thread."""
+        if self.thread is not None or inspect.iscoroutinefunction(method):
+            return self.begin_later(method)
+        return asyncio.get_running_loop().run_in_executor(None, method)
+
     def begin_later(self, method: Callable[[], Any]) -> Awaitable[Any]:
         """``method()`` as an awaitable, whatever kind of method it is."""
         started = self.begin(method)

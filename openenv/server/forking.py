@@ -75,15 +75,21 @@ class TicketBook:
         self.reserve = reserve
         self.release = release
         self._parked: dict[str, ParkedFork] = {}
+        self._by_parent: dict[str, int] = {}  # parked forks per parent session
         self._closing: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._parked)
 
+    def parked_by(self, parent: str) -> int:
+        """How many forks of session ``parent`` wait for their tickets."""
+        return self._by_parent.get(parent, 0)
+
     def issue(self, fork: ParkedFork) -> str:
         """Park ``fork`` (whose slot is already reserved) and return its ticket."""
         nonce = secrets.token_urlsafe(18)
         self._parked[nonce] = fork
+        self._by_parent[fork.parent] = self._by_parent.get(fork.parent, 0) + 1
         fork.expiry = asyncio.get_running_loop().call_later(self.ttl, self._expire, nonce)
         return f"{nonce}.{self._mac(nonce)}"
 
@@ -94,9 +100,19 @@ class TicketBook:
         # Constant time: how long the check takes says nothing about the right MAC.
         if not hmac.compare_digest(mac.encode(), self._mac(nonce).encode()):
             return None
-        fork = self._parked.pop(nonce, None)
+        fork = self._unpark(nonce)
         if fork is not None and fork.expiry is not None:
             fork.expiry.cancel()
+        return fork
+
+    def _unpark(self, nonce: str) -> ParkedFork | None:
+        fork = self._parked.pop(nonce, None)
+        if fork is not None:
+            left = self._by_parent[fork.parent] - 1
+            if left:
+                self._by_parent[fork.parent] = left
+            else:
+                del self._by_parent[fork.parent]
         return fork
 
     def discard(self, env: Environment[Any, Any, Any]) -> None:
@@ -113,7 +129,7 @@ class TicketBook:
             task.add_done_callback(self._closing.discard)
 
     def _expire(self, nonce: str) -> None:
-        fork = self._parked.pop(nonce, None)
+        fork = self._unpark(nonce)
         if fork is not None:
             log.debug("fork ticket of session %s expired unused", fork.parent)
             self.discard(fork.env)

@@ -177,6 +177,14 @@ class Session:
                 return self._out(_not_reset(request.id), frame)
             return self._call(request.id, frame, _stepped, self._env.step, request.action)
         if isinstance(request, Reset):
+            taken = _RESET_PARAMETERS.intersection(request.options)
+            if taken:
+                message = (
+                    f"reset option(s) {sorted(taken)} collide with reset's own parameters: "
+                    "pass seed and episode_id as themselves, and name no option 'self'"
+                )
+                error = Error(code=ErrorCode.INVALID_MESSAGE, message=message, id=request.id)
+                return self._out(error, frame)
             return self._call(
                 request.id,
                 frame,
@@ -250,6 +258,7 @@ class Session:
         frame: bytes | str,
         reply: _MakeReply,
         method: Callable[..., Any],
+        /,
         *args: Any,
         **kwargs: Any,
     ) -> Reply:
@@ -309,10 +318,19 @@ class Session:
             message = "this server does not serve forked sessions"
             error = Error(code=ErrorCode.NOT_SUPPORTED, message=message, id=request.id)
             return self._out(error, frame)
-        if count < 1:
-            message = f"fork count must be at least 1, not {count}"
+        limit = self._config.max_forks_per_request
+        if not 1 <= count <= limit:
+            message = f"fork count must be between 1 and {limit} (the server's limit), not {count}"
             error = Error(code=ErrorCode.INVALID_MESSAGE, message=message, id=request.id)
             return self._out(error, frame)
+        parent = self._hello.session_id
+        parked, most = forks.parked_by(parent), self._config.max_parked_forks
+        if parked + count > most:
+            message = (
+                f"this session has {parked} fork(s) waiting for their tickets and may park at "
+                f"most {most}: redeem or let some expire first"
+            )
+            return self._out(Error(code=ErrorCode.CAPACITY, message=message, id=request.id), frame)
         if not forks.reserve(count):
             message = (
                 f"server is at capacity ({self._config.max_sessions} sessions): no room for "
@@ -322,7 +340,9 @@ class Session:
         copies: list[Environment[Any, Any, Any]] = []
         try:
             for _ in range(count):
-                fork = self._caller.begin_later(self._env.fork)
+                # Off the event loop: deep-copying a large env takes long enough to stall
+                # every other session.
+                fork = self._caller.begin_off_loop(self._env.fork)
                 copies.append(await self._caller.within_limit(fork))
         except BaseException as exc:
             for copy in copies:
@@ -339,7 +359,6 @@ class Session:
             raise
         if self._metrics is not None:
             self._metrics.forks += count
-        parent = self._hello.session_id
         tickets = [forks.issue(ParkedFork(copy, self._was_reset, parent)) for copy in copies]
         return self._out(ForkTickets(id=request.id, tickets=tickets, expires_in=forks.ttl), frame)
 
@@ -354,6 +373,9 @@ class Session:
         else:
             code, message = ErrorCode.ENV_ERROR, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
         return self._out(Error(code=code, message=message, id=request_id), frame)
+
+
+_RESET_PARAMETERS = frozenset({"seed", "episode_id", "self"})
 
 
 def _not_reset(request_id: int) -> Error:

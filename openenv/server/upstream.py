@@ -131,12 +131,15 @@ def reset_arguments(
     env: Environment[Any, Any, Any], data: dict[str, Any], prefix: tuple[str, ...]
 ) -> dict[str, Any]:
     """The keywords for ``env.reset`` from upstream's reset ``data``: ``seed`` must be a
-    non-negative int and ``episode_id`` a string (or absent); keywords ``reset`` does not name
-    are dropped.
+    non-negative int and ``episode_id`` a string (or absent), and no key may be ``self``;
+    keywords ``reset`` does not name are dropped.
 
     Raises:
         InvalidArguments: with pydantic-style errors naming the field (under ``prefix``).
     """
+    if "self" in data:
+        msg = "'self' is not a reset option"
+        raise InvalidArguments([{"type": "extra_forbidden", "loc": [*prefix, "self"], "msg": msg}])
     seed = data.get("seed")
     if seed is not None and (type(seed) is not int or seed < 0):
         msg = "Input should be a non-negative integer"
