@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from openenv.server.config import ServerConfig
-from openenv.server.env_call import EnvCaller, EnvCallError
+from openenv.server.env_call import EnvCaller, EnvCallError, StepTimeout
 
 __all__ = ["HttpSession", "HttpSessions", "SessionRefused"]
 
@@ -106,7 +106,7 @@ class HttpSessions:
         caller = EnvCaller(env, self._config.step_timeout)
         try:
             await caller.call(env.reset)
-        except EnvCallError as exc:
+        except (EnvCallError, StepTimeout) as exc:
             await caller.release()
             self._release(1)
             raise SessionRefused(f"the env's reset failed: {exc.message}") from exc

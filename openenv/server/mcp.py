@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from openenv.server.config import ServerConfig
-from openenv.server.env_call import EnvCaller, EnvCallError
+from openenv.server.env_call import EnvCaller, EnvCallError, StepTimeout
 from openenv.server.http_sessions import HttpSessions, SessionRefused
 from openenv.server.mcp_shapes import (
     INTERNAL_ERROR,
@@ -161,7 +161,7 @@ class McpEndpoint:
             if method == "tools/call":  # a tool finds its env as after a reset
                 try:
                     await caller.call(caller.env.reset)
-                except EnvCallError as exc:
+                except (EnvCallError, StepTimeout) as exc:
                     raise RpcError(INTERNAL_ERROR, f"the env's reset failed: {exc}") from exc
             return await handle_tool_rpc(self.tools, caller, method, params)
         finally:

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from openenv.server.env_call import EnvCaller, EnvCallError
+from openenv.server.env_call import EnvCaller, EnvCallError, StepTimeout
 from openenv.server.tools import Toolbox, ToolCallError
 from openenv.tools import Tool, ToolResult
 
@@ -144,7 +144,8 @@ async def call_tool(
 
     Raises:
         ToolCallError: no such tool, or arguments that do not fit.
-        EnvCallError: the call exceeded the step time limit.
+        EnvCallError: the env raised.
+        StepTimeout: the call exceeded the step time limit.
     """
     if not isinstance(name, str) or not name:
         raise ToolCallError("tools/call needs params.name, a tool's name")
@@ -171,7 +172,7 @@ async def handle_tool_rpc(
             )
         except ToolCallError as exc:
             raise RpcError(INVALID_PARAMS, str(exc)) from None
-        except EnvCallError as exc:
+        except (EnvCallError, StepTimeout) as exc:
             raise RpcError(INTERNAL_ERROR, exc.message) from None
         return call_result(result, spec)
     raise RpcError(METHOD_NOT_FOUND, f"Method not found: {method}")

@@ -276,9 +276,10 @@ class UpstreamSession:
             error = codec.error(UpstreamCode.VALIDATION_ERROR, str(exc), errors=errors)
             return self._sent(error, "invalid_action")
         except EnvCallError as exc:
-            code = "timeout" if exc.timed_out else "env_error"
-            reply = self._sent(codec.error(UpstreamCode.EXECUTION_ERROR, exc.message), code)
-            return Closing(CloseCode.INTERNAL_ERROR, frame=reply) if exc.timed_out else reply
+            return self._sent(codec.error(UpstreamCode.EXECUTION_ERROR, exc.message), "env_error")
+        except StepTimeout as exc:
+            reply = self._sent(codec.error(UpstreamCode.EXECUTION_ERROR, exc.message), "timeout")
+            return Closing(CloseCode.INTERNAL_ERROR, frame=reply)
         fields = {**upstream_tool_observation(result, spec), "metadata": result.metadata}
         return self._sent(codec.fields(fields, result.reward, result.done))
 
