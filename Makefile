@@ -124,6 +124,7 @@ docs: plots
 images: install
 	$(VENV)/bin/openenv build envs/echo_env envs/coding_env --base-image $(BASE_IMAGE)
 	$(VENV)/bin/openenv build envs/terminal_env --base-image $(TOOLS_BASE_IMAGE)
+	$(VENV)/bin/openenv build envs/gym_env --base-image $(BASE_IMAGE)
 
 # Docker engine (Debian's docker.io) and the local base image openenv-base:bookworm, made with
 # debootstrap and cached in /var/cache/openenv, plus openenv-base-tools:bookworm (the base with

@@ -27,7 +27,7 @@ import time
 import uuid
 import zipfile
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, distribution
+from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +52,10 @@ __all__ = [
 DIST_NAME = "openenv-rl"
 LOCAL_BASE_IMAGE = "openenv-base:bookworm"  # made by `make base-image` where no registry is
 _FALLBACK_BASE_IMAGE = "python:3.11-slim"
-# Everything any env image installs; one wheelhouse serves them all.
+# What an env image installs, unless its Dockerfile names its own extras on a line
+# ``ARG OPENENV_EXTRAS=...`` (the gym image's catalog is too large to ride in every context).
 _EXTRAS = "server,coding,terminal"
+_EXTRAS_ARG = re.compile(r"^ARG OPENENV_EXTRAS=([\w,-]+)\s*$", re.MULTILINE)
 _PACKAGES = ("openenv", "envs")
 _BUILD_LABEL = "openenv.build"
 _CONTEXT_WHEELS = ".build/wheelhouse"
@@ -103,10 +105,11 @@ def project_wheel(target: Path) -> Path:
     Works from an editable install (it packs the working tree) and from a wheel install (no
     checkout needed), with the installed metadata, so the image gets the same entry points.
     """
-    try:
-        dist = distribution(DIST_NAME)
-    except PackageNotFoundError:
-        raise BuildError(f"{DIST_NAME} is not installed; cannot pack its wheel") from None
+    # The installed dist-info, not a checkout's *.egg-info (no METADATA) that a checkout on
+    # sys.path (resolving an env directory puts it there) would find first.
+    dist = next((d for d in distributions(name=DIST_NAME) if d.read_text("METADATA")), None)
+    if dist is None:
+        raise BuildError(f"{DIST_NAME} is not installed; cannot pack its wheel")
     stem = f"{re.sub(r'[-_.]+', '_', DIST_NAME)}-{dist.version}"
     files: dict[str, bytes] = {}
     for package in _PACKAGES:
@@ -139,9 +142,10 @@ def _digest(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def wheelhouse(own: Path, cache: Path) -> Path:
-    """The wheel ``own`` plus every wheel it needs server-side, gathered in a ``wheelhouse``
-    folder beside ``own``; third-party wheels are kept in ``cache`` between builds.
+def wheelhouse(own: Path, cache: Path, extras: str = _EXTRAS) -> Path:
+    """The wheel ``own`` plus every wheel it needs server-side (its ``extras``), gathered in a
+    ``wheelhouse`` folder beside ``own``; third-party wheels are kept in ``cache`` between
+    builds.
 
     Our own wheel never stays in ``cache``: pip would take a copy packed from another checkout
     (same name and version) for ``own``, and gather that checkout's dependencies.
@@ -154,7 +158,7 @@ def wheelhouse(own: Path, cache: Path) -> Path:
         stale.unlink(missing_ok=True)
     target = own.parent / "wheelhouse"
     command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(target)]
-    command += ["--find-links", str(cache), f"{own}[{_EXTRAS}]"]
+    command += ["--find-links", str(cache), f"{own}[{extras}]"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise BuildError(f"building wheels failed: {_last_line(done.stderr)}")
@@ -165,6 +169,13 @@ def wheelhouse(own: Path, cache: Path) -> Path:
             shutil.copyfile(wheel, partial)
             os.replace(partial, kept)
     return target
+
+
+def _extras_of(dockerfile: Path) -> str:
+    """The extras the image installs: its Dockerfile's ``ARG OPENENV_EXTRAS=...``, else all
+    the shipped envs' server-side extras."""
+    found = _EXTRAS_ARG.search(dockerfile.read_text())
+    return found.group(1) if found else _EXTRAS
 
 
 def _last_line(text: str) -> str:
@@ -230,7 +241,8 @@ async def build_image(
         tempfile.TemporaryDirectory(prefix="openenv-build-") as scratch,
     ):
         own = await asyncio.to_thread(project_wheel, Path(scratch))
-        wheels = await asyncio.to_thread(wheelhouse, own, cache or default_cache())
+        extras = _extras_of(dockerfile)
+        wheels = await asyncio.to_thread(wheelhouse, own, cache or default_cache(), extras)
         wheels_s = time.monotonic() - started
         progress.update(description=f"{tag}: building image from {base_image}")
         context = _context(dockerfile, wheels, own)
