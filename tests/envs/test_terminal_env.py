@@ -166,6 +166,8 @@ async def test_closing_stdout_or_changing_the_terminal_is_harmless(env: AsyncTer
     stty = await run(env, "stty raw -echo -F /dev/tty; stty -a -F /dev/tty | head -c 0")
     assert stty.exit_code == 0
     assert (await run(env, "echo still")).stdout == "still\n"
+    tty = await run(env, "head -c 1000000 /dev/zero > /dev/tty; echo written", timeout_s=20)
+    assert tty.stdout == "written\n" and not tty.timed_out  # nobody reads it, nothing blocks
     ctl = await run(env, "for fd in /proc/$$/fd/*; do exec {x}>&-; done 2>/dev/null; echo x")
     assert ctl.exit_code is not None
     assert (await run(env, "echo fine")).stdout == "fine\n"

@@ -263,6 +263,10 @@ class Shell:
         self._pidfd = os.pidfd_open(self.process.pid)
         loop.add_reader(self._pidfd, self._on_exit)
         loop.add_reader(self._ctl, self._on_records)
+        # What is written to the terminal (/dev/tty) is read and dropped: unread, it would
+        # fill the pty's buffer and block the writer.
+        os.set_blocking(master, False)
+        loop.add_reader(master, self._discard_terminal)
         fd = self._ctl_write
         # History off (`!` is literal), no prompts, and a shell that outlives the stray EOF an
         # interrupted read reports (a real one, ten in a row, ends it).
@@ -291,6 +295,14 @@ class Shell:
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(ShellError("the shell exited"))
+
+    def _discard_terminal(self) -> None:
+        for _ in range(_READS_PER_WAKE):
+            try:
+                if not os.read(self._master, _READ_CHUNK):
+                    break
+            except OSError:  # EAGAIN, or EIO once no process has the terminal open
+                break
 
     def _on_records(self) -> None:
         try:
@@ -536,6 +548,8 @@ class Shell:
             if job.pidfd >= 0:
                 self._ended(job)
             self.forget(job)
+        if self._master >= 0:
+            loop.remove_reader(self._master)
         for fd in (self._stdin, self._master):
             if fd >= 0:
                 os.close(fd)
