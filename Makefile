@@ -59,7 +59,7 @@ $(UPSTREAM10_STAMP):
 	$(UPSTREAM10_VENV)/bin/python -m pip install --quiet 'openenv==0.10.0'
 	touch $(UPSTREAM10_STAMP)
 
-# The trainers (TRL, skyrl-gym) in a venv of their own, so the main one stays light: torch's
+# The trainers (TRL, skyrl-gym, verl) in a venv of their own, so the main one stays light: torch's
 # CPU wheel first (from the machine's pip find-links; a plain `torch` would pull ~3 GB of CUDA
 # libraries), then the project with its server, coding and trainer extras. tests/integrations
 # run the trainers from here (examples/trl_grpo.py trains a few GRPO steps on CPU).
@@ -75,6 +75,11 @@ $(TRAINER_STAMP): pyproject.toml
 	$(TRAINER_VENV)/bin/python -m pip install --quiet '$(TORCH)'
 	$(TRAINER_VENV)/bin/python -m pip install --quiet -e '.[server,coding,terminal,trl,skyrl]' \
 		pytest pytest-timeout pytest-asyncio psutil
+	@# verl 0.9.1 pins transformers below 5.11, older than TRL 1.16's tool parsing needs: it goes
+	@# in without its pins, with what its tool modules import (tests/integrations/test_verl.py).
+	$(TRAINER_VENV)/bin/python -m pip install --quiet --no-deps 'verl==0.9.1'
+	$(TRAINER_VENV)/bin/python -m pip install --quiet 'ray>=2.41' 'tensordict>=0.8,<=0.10' \
+		omegaconf hydra-core codetiming
 	touch $(TRAINER_STAMP)
 
 # The main job: 256 echo sessions on local server processes from one asyncio client, against

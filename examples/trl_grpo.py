@@ -8,6 +8,9 @@ tool over a real session (server processes from ``LocalProcessProvider``), rewar
 (``get_reward``: the episode's sum of ``len(message) / 10``).
 
     python examples/trl_grpo.py --steps 3 [--kill-server-at-step 1] [--summary out.json]
+    python examples/trl_grpo.py --mode reward   # no tools: an async env reward function
+    python examples/trl_grpo.py --mode rollout  # multi-step episodes in a rollout_func
+    python examples/trl_grpo.py --mode tools reward rollout  # the three, one after the other
 
 ``--kill-server-at-step N`` kills one env server after step N: its sessions are reopened on a
 replacement server at the next reset, and training goes on. The summary (JSON) says what
@@ -40,13 +43,15 @@ from transformers import (
     Qwen2ForCausalLM,
     TrainerCallback,
 )
+from transformers.utils import get_json_schema
 from trl import GRPOConfig, GRPOTrainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo's envs/ package
 
 from envs.echo_env.client import AsyncEchoEnv
+from envs.echo_env.models import EchoAction
 from openenv.client.portal import run_sync
-from openenv.integrations.trl import EnvironmentFactory
+from openenv.integrations.trl import EnvironmentFactory, reward_function, rollout_function
 from openenv.providers.process import LocalProcessProvider
 
 PROMPT = "Say something to the echo tool."
@@ -158,8 +163,139 @@ class KillServer(TrainerCallback):
             self.killed = server.id
 
 
+def grpo_config(output_dir: str, steps: int, batch: int) -> GRPOConfig:
+    return GRPOConfig(
+        output_dir=output_dir,
+        use_cpu=True,
+        max_steps=steps,
+        per_device_train_batch_size=batch,
+        num_generations=2,
+        max_completion_length=64,
+        max_tool_calling_iterations=2,
+        learning_rate=1e-4,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=0,
+        dataloader_num_workers=0,
+    )
+
+
+def logged(trainer: GRPOTrainer, key: str) -> list:
+    """``key`` of every training step's log line."""
+    return [entry.get(key) for entry in trainer.state.log_history if "loss" in entry]
+
+
+def train_with_tools(options, tokenizer, model, factory, output_dir: str) -> dict:
+    """The model calls the env's tools; the env's reward is the only reward."""
+    callbacks = [factory.callback()]
+    killer = None
+    if options.kill_server_at_step is not None:
+        killer = KillServer(factory, options.kill_server_at_step)
+        callbacks.insert(0, killer)
+    trainer = GRPOTrainer(
+        model=model,
+        args=grpo_config(output_dir, options.steps, BATCH),
+        train_dataset=DATASET,
+        processing_class=tokenizer,
+        environment_factory=factory,
+        callbacks=callbacks,
+    )
+    trainer.train()
+    killed = {killer.killed} if killer and killer.killed else set()
+    env_name = factory.environment_class.__name__  # TRL logs the env's reward under it
+    return {
+        "steps": trainer.state.global_step,
+        "tool_calls": factory.tool_calls,
+        "tool_failures": factory.tool_failures,
+        "env_rewards": logged(trainer, f"rewards/{env_name}/mean"),
+        "rewards": logged(trainer, "reward"),
+        "tool_call_frequency": logged(trainer, "tools/call_frequency"),
+        "killed_server": killer.killed if killer else None,
+        "envs_replaced": factory.stats.envs_replaced,
+        "servers_replaced": factory.stats.servers_replaced,
+        "server_ids": sorted({s.id for s in factory.pool.servers} | killed),
+        "closed": factory.pool.provider.running() == [],
+    }
+
+
+def train_with_reward_function(options, tokenizer, model, output_dir: str) -> dict:
+    """No tools: each completion is one echo step, scored by the env (an async reward function
+    on TRL's own event loop)."""
+    provider = LocalProcessProvider("envs.echo_env")
+    reward = reward_function(
+        AsyncEchoEnv,
+        provider,
+        lambda completion: EchoAction(message=completion[-1]["content"][:64]),
+        max_sessions=BATCH,
+        sessions_per_server=2,
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[reward],
+        args=grpo_config(output_dir, options.steps, BATCH),
+        train_dataset=DATASET,
+        processing_class=tokenizer,
+        callbacks=[reward.callback()],
+    )
+    trainer.train()
+    return {
+        "steps": trainer.state.global_step,
+        "env_rewards": logged(trainer, f"rewards/{reward.__name__}/mean"),
+        "rewards": logged(trainer, "reward"),
+        "closed": provider.running() == [],
+    }
+
+
+def train_with_rollout_function(options, tokenizer, model, output_dir: str) -> dict:
+    """Multi-step episodes in a rollout_func: each model turn is an echo step, the env's
+    answer goes back into the completion with env_mask 0."""
+    provider = LocalProcessProvider("envs.echo_env")
+    rollout = rollout_function(
+        AsyncEchoEnv,
+        provider,
+        lambda text: EchoAction(message=text[:64]),
+        max_sessions=BATCH,
+        sessions_per_server=2,
+        max_turns=2,
+    )
+    seen = {"rollouts": 0, "model_tokens": 0, "env_tokens": 0}
+
+    def counted(prompts, trainer):
+        out = rollout(prompts, trainer)
+        seen["rollouts"] += len(out["env_mask"])
+        seen["model_tokens"] += sum(mask.count(1) for mask in out["env_mask"])
+        seen["env_tokens"] += sum(mask.count(0) for mask in out["env_mask"])
+        return out
+
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[rollout.reward],
+        args=grpo_config(output_dir, options.steps, BATCH),
+        train_dataset=DATASET,
+        processing_class=tokenizer,
+        rollout_func=counted,
+        callbacks=[rollout.callback()],
+    )
+    trainer.train()
+    return {
+        "steps": trainer.state.global_step,
+        "env_rewards": logged(trainer, "rewards/env_reward/mean"),
+        "rewards": logged(trainer, "reward"),
+        **seen,
+        "closed": provider.running() == [],
+    }
+
+
+BATCH = 4  # rollouts at once: 2 prompts x 2 generations
+DATASET = Dataset.from_list([{"prompt": [{"role": "user", "content": PROMPT}]}] * 64)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--mode", nargs="+", choices=["tools", "reward", "rollout"], default=["tools"]
+    )
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--kill-server-at-step", type=int, default=None)
     parser.add_argument("--warm-up-steps", type=int, default=150)
@@ -168,68 +304,28 @@ def main(argv: list[str] | None = None) -> dict:
     random.seed(0)
     torch.manual_seed(0)
 
-    batch = 4  # rollouts at once: 2 prompts x 2 generations
     factory = EnvironmentFactory(
         AsyncEchoEnv,
         LocalProcessProvider("envs.echo_env"),
-        max_sessions=batch,
+        max_sessions=BATCH,
         sessions_per_server=2,
     )
-    from transformers.utils import get_json_schema
-
     tool_schemas = [get_json_schema(factory().echo)]
     tokenizer = build_tokenizer(tool_schemas)
     model = build_model(tokenizer)
+    # Every mode starts from the warmed-up model: its turns are short and differ (so do the
+    # env's rewards, and GRPO has something to learn from).
     warm_up(model, tokenizer, tool_schemas, options.warm_up_steps)
-
-    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": PROMPT}]}] * 64)
-    with tempfile.TemporaryDirectory() as output_dir:
-        args = GRPOConfig(
-            output_dir=output_dir,
-            use_cpu=True,
-            max_steps=options.steps,
-            per_device_train_batch_size=batch,
-            num_generations=2,
-            max_completion_length=64,
-            max_tool_calling_iterations=2,
-            learning_rate=1e-4,
-            logging_steps=1,
-            save_strategy="no",
-            report_to=[],
-            seed=0,
-            dataloader_num_workers=0,
-        )
-        callbacks = [factory.callback()]
-        killer = None
-        if options.kill_server_at_step is not None:
-            killer = KillServer(factory, options.kill_server_at_step)
-            callbacks.insert(0, killer)
-        trainer = GRPOTrainer(
-            model=model,
-            args=args,
-            train_dataset=dataset,
-            processing_class=tokenizer,
-            environment_factory=factory,
-            callbacks=callbacks,
-        )
-        trainer.train()
-
-    killed = {killer.killed} if killer and killer.killed else set()
-    env_name = factory.environment_class.__name__  # TRL logs the env's reward under it
-    logs = [entry for entry in trainer.state.log_history if "loss" in entry or "reward" in entry]
-    summary = {
-        "steps": trainer.state.global_step,
-        "tool_calls": factory.tool_calls,
-        "tool_failures": factory.tool_failures,
-        "env_rewards": [entry.get(f"rewards/{env_name}/mean") for entry in logs],
-        "rewards": [entry.get("reward") for entry in logs],
-        "tool_call_frequency": [entry.get("tools/call_frequency") for entry in logs],
-        "killed_server": killer.killed if killer else None,
-        "envs_replaced": factory.stats.envs_replaced,
-        "servers_replaced": factory.stats.servers_replaced,
-        "server_ids": sorted({s.id for s in factory.pool.servers} | killed),
-        "closed": factory.pool.provider.running() == [],
-    }
+    summary = {}
+    for mode in options.mode:  # one after the other, each training the model further
+        with tempfile.TemporaryDirectory() as output_dir:
+            if mode == "tools":
+                summary[mode] = train_with_tools(options, tokenizer, model, factory, output_dir)
+            elif mode == "reward":
+                summary[mode] = train_with_reward_function(options, tokenizer, model, output_dir)
+            else:
+                summary[mode] = train_with_rollout_function(options, tokenizer, model, output_dir)
+    factory.close()  # if "tools" did not run: the factory was made for its tool schema
     print(json.dumps(summary))
     if options.summary is not None:
         options.summary.write_text(json.dumps(summary))

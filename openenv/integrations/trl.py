@@ -37,8 +37,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from openenv.client.async_client import AsyncEnvClient
-from openenv.exceptions import OpenEnvError
-from openenv.integrations.sessions import EpisodeSession, Sessions, Where, provider_of
+from openenv.client.portal import run_sync
+from openenv.exceptions import OpenEnvError, PoolError
+from openenv.integrations.sessions import (
+    RESET_ATTEMPTS,
+    EpisodeSession,
+    Sessions,
+    Where,
+    provider_of,
+)
 from openenv.integrations.tools import ToolCallError, ToolSpec, observation_text, tools_of
 from openenv.launch.pool import EnvPool, PoolStats
 from openenv.types import Action, Observation
@@ -47,6 +54,7 @@ __all__ = [
     "EnvironmentFactory",
     "ToolCallError",
     "reward_function",
+    "rollout_function",
 ]
 
 ClientT = TypeVar("ClientT", bound=AsyncEnvClient[Any, Any, Any])
@@ -195,11 +203,11 @@ def _closing_callback(close: Callable[[], None]) -> Any:
     return CloseEnvs()
 
 
-# TRL's event loop for async reward functions: the pools below are made on it and closed on it.
+# TRL's event loop for async functions: the pools below are made on it and closed on it.
 
 
 class _LoopPool(Generic[ClientT]):
-    """A pool made on the loop that first uses it (TRL's async reward loop), and closed there."""
+    """A pool made on the loop that first uses it (TRL's async loop), and closed there."""
 
     def __init__(self, make: Callable[[], EnvPool[ClientT]]) -> None:
         self._make = make
@@ -236,7 +244,10 @@ class _LoopPool(Generic[ClientT]):
 
 
 def _close_on(loop: asyncio.AbstractEventLoop, pool: EnvPool[Any]) -> None:
-    if loop.is_closed() or not loop.is_running():
+    if loop.is_closed():
+        return
+    if not loop.is_running():  # its thread stopped it: drive it here, once more
+        loop.run_until_complete(pool.close())
         return
     try:
         running = asyncio.get_running_loop()
@@ -302,3 +313,235 @@ def reward_function(
     reward.callback = lambda: _closing_callback(pool.close)  # type: ignore[attr-defined]
     reward.close = pool.close  # type: ignore[attr-defined]
     return reward
+
+
+def rollout_function(
+    client_cls: type[ClientT],
+    where: Where,
+    to_action: Callable[[str], Action],
+    *,
+    max_sessions: int,
+    max_turns: int = 4,
+    sessions_per_server: int = 16,
+    render: Callable[[Observation], str] = observation_text,
+    generate: Callable[[Any, list[list[int]]], list[list[int]]] | None = None,
+    timeout: float | None = 60.0,
+) -> Any:
+    """A ``rollout_func`` for ``GRPOTrainer``: multi-step episodes, one env step per turn.
+
+    For each prompt TRL passes, an env is reset (TRL gives a rollout_func the prompts only, not
+    their rows) and its first observation appended to the prompt; then, up to
+    ``max_turns`` times, the model generates a turn (all open episodes in one batch), the env
+    takes ``to_action(turn_text)``, and its observation, rendered by the chat template as the
+    next user message, is appended to the completion with ``env_mask`` 0 (the model is not
+    trained on it) before the next turn. An episode ends when the env says done, after
+    ``max_turns`` turns, at ``max_completion_length``, or when its env fails.
+
+    Returns the function, with ``.reward`` (a reward function returning each episode's sum
+    of env rewards, passed along as the ``env_reward`` column: put it in ``reward_funcs``) and
+    ``.callback()`` (closes the pool when training ends).
+
+    Env calls run concurrently on TRL's async loop when the trainer has one (the pool is made
+    and closed there), else on the sync clients' loop. ``generate(trainer, prompt_ids)``
+    returns completion ids per prompt; the default calls ``generate`` on the trainer's model
+    with its ``generation_config`` (TRL's transformers path; for vLLM pass your own).
+    """
+    pools = _LoopPool(
+        lambda: EnvPool(
+            client_cls,
+            provider_of(where),
+            max_sessions,
+            sessions_per_server=sessions_per_server,
+            timeout=timeout,
+            show_progress=False,
+        )
+    )
+    make_turn = generate or _generate
+
+    def rollout(prompts: list[Any], trainer: Any) -> dict[str, Any]:
+        if len(prompts) > max_sessions:
+            raise PoolError(
+                f"{len(prompts)} rollouts at once but max_sessions={max_sessions}: raise it"
+            )
+        loop = getattr(trainer, "async_loop", None)
+
+        def run(coroutine: Any) -> Any:
+            if loop is None:
+                return run_sync(coroutine)
+            return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+        tokenizer = trainer.processing_class
+        limit = trainer.args.max_completion_length
+        episodes = [_Episode(_as_messages(p)) for p in prompts]
+        try:
+            firsts = run(_open_all(pools, episodes))
+            for episode, first in zip(episodes, firsts, strict=True):
+                episode.add_observation_to_prompt(render(first))
+                episode.prompt_ids = _encode(
+                    tokenizer, _chat(tokenizer, episode.messages, generation=True)
+                )
+            for _ in range(max_turns):
+                active = [e for e in episodes if not e.done]
+                if not active:
+                    break
+                turns = make_turn(trainer, [e.prompt_ids + e.completion_ids for e in active])
+                actions = []
+                for episode, turn in zip(active, turns, strict=True):
+                    text = tokenizer.decode(turn, skip_special_tokens=True)
+                    episode.add_turn(turn, text)
+                    actions.append(to_action(text))
+                results = run(_step_all([e.client for e in active], actions))
+                for episode, result in zip(active, results, strict=True):
+                    episode.take(result, render, tokenizer, limit)
+        finally:
+            run(_close_all(episodes))
+        return {
+            "prompt_ids": [e.prompt_ids for e in episodes],
+            "completion_ids": [e.completion_ids[:limit] for e in episodes],
+            "logprobs": None,
+            "env_mask": [e.env_mask[:limit] for e in episodes],
+            "env_reward": [float(sum(e.rewards)) for e in episodes],
+        }
+
+    def env_reward(completions: list[Any], env_reward: list[float], **_: Any) -> list[float]:
+        """Each episode's sum of env rewards, from the rollout."""
+        return list(env_reward)
+
+    rollout.reward = env_reward  # type: ignore[attr-defined]
+    rollout.callback = lambda: _closing_callback(pools.close)  # type: ignore[attr-defined]
+    rollout.close = pools.close  # type: ignore[attr-defined]
+    return rollout
+
+
+class _Episode:
+    """One rollout of :func:`rollout_function`: its messages, tokens, mask and rewards."""
+
+    def __init__(self, messages: list[dict[str, Any]]) -> None:
+        self.messages = messages
+        self.prompt_ids: list[int] = []
+        self.completion_ids: list[int] = []
+        self.env_mask: list[int] = []
+        self.rewards: list[float] = []
+        self.done = False
+        self.manager: Any = None
+        self.client: Any = None
+
+    def add_observation_to_prompt(self, text: str) -> None:
+        last = self.messages[-1]
+        if text and last.get("role") == "user" and isinstance(last.get("content"), str):
+            self.messages[-1] = {**last, "content": f"{last['content']}\n\n{text}"}
+        elif text:
+            self.messages.append({"role": "user", "content": text})
+
+    def add_turn(self, ids: list[int], text: str) -> None:
+        self.completion_ids += ids
+        self.env_mask += [1] * len(ids)
+        self.messages.append({"role": "assistant", "content": text})
+
+    def take(
+        self, result: Any, render: Callable[[Observation], str], tokenizer: Any, limit: int
+    ) -> None:
+        """The env's answer to the last turn: a reward, maybe the end, else the next message."""
+        if isinstance(result, BaseException):
+            self.done = True  # the env failed: the episode ends with what it has
+            return
+        observation = result.observation
+        if observation.reward is not None:
+            self.rewards.append(float(observation.reward))
+        if observation.done or len(self.completion_ids) >= limit:
+            self.done = True
+            return
+        before = _chat(tokenizer, self.messages, generation=False)
+        self.messages.append({"role": "user", "content": render(observation)})
+        after = _chat(tokenizer, self.messages, generation=True)
+        # The chat template's rendering of the observation as the next user turn, up to the
+        # assistant's header: not the model's to learn (env_mask 0).
+        suffix = after[len(before) :] if after.startswith(before) else after
+        ids = _encode(tokenizer, suffix)
+        self.completion_ids += ids
+        self.env_mask += [0] * len(ids)
+        if len(self.completion_ids) >= limit:
+            self.done = True
+
+
+def _as_messages(prompt: Any) -> list[dict[str, Any]]:
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [dict(message) for message in prompt]
+
+
+def _chat(tokenizer: Any, messages: list[dict[str, Any]], *, generation: bool) -> str:
+    text: str = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=generation
+    )
+    return text
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ids
+
+
+def _generate(trainer: Any, prompt_ids: list[list[int]]) -> list[list[int]]:
+    """One turn per prompt from the trainer's own model (left-padded batch, its generation
+    config), cut after the first end-of-sequence token."""
+    import torch  # type: ignore[import-not-found]  # the trainer venv's
+
+    tokenizer = trainer.processing_class
+    width = max(len(ids) for ids in prompt_ids)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids])
+    attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids])
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        out = model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            generation_config=trainer.generation_config,
+        )
+    eos = set(getattr(trainer, "eos_token_ids", None) or [tokenizer.eos_token_id])
+    turns = []
+    for row in out[:, width:].tolist():
+        cut = next((i + 1 for i, token in enumerate(row) if token in eos), len(row))
+        turns.append(row[:cut])
+    return turns
+
+
+async def _open_all(pools: _LoopPool[Any], episodes: list[_Episode]) -> list[Observation]:
+    pool = await pools.get()
+
+    async def open_one(episode: _Episode) -> Observation:
+        error: Exception | None = None
+        for _ in range(RESET_ATTEMPTS):
+            episode.manager = pool.acquire()
+            episode.client = await episode.manager.__aenter__()
+            try:
+                result = await episode.client.reset()
+            except OpenEnvError as exc:  # a dead session: give it back (healed), take another
+                error = exc
+                await _give_back(episode)
+                continue
+            observation: Observation = result.observation
+            return observation
+        raise PoolError(f"no working env session after {RESET_ATTEMPTS} tries: {error}")
+
+    return list(await asyncio.gather(*(open_one(e) for e in episodes)))
+
+
+async def _step_all(clients: list[Any], actions: list[Action]) -> list[Any]:
+    return list(
+        await asyncio.gather(
+            *(c.step(a) for c, a in zip(clients, actions, strict=True)), return_exceptions=True
+        )
+    )
+
+
+async def _give_back(episode: _Episode) -> None:
+    manager, episode.manager, episode.client = episode.manager, None, None
+    if manager is not None:
+        await manager.__aexit__(None, None, None)
+
+
+async def _close_all(episodes: list[_Episode]) -> None:
+    await asyncio.gather(*(_give_back(e) for e in episodes), return_exceptions=True)

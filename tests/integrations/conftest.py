@@ -23,7 +23,7 @@ def trainer_python() -> str:
         problem = f"no trainer interpreter at {python} (make trainer-venv)"
     else:
         done = subprocess.run(
-            [python, "-c", "import trl, skyrl_gym, openenv.integrations.trl"],
+            [python, "-c", "import trl, skyrl_gym, verl.tools.base_tool, openenv.integrations.trl"],
             capture_output=True,
             text=True,
             timeout=120,
