@@ -15,7 +15,7 @@ def _init(args: argparse.Namespace) -> int:
     from openenv.scaffold import ScaffoldError, scaffold
 
     try:
-        created = scaffold(args.name, Path(args.dir))
+        created = scaffold(args.name, Path(args.dir), tools=args.tools)
     except ScaffoldError as exc:
         print(f"openenv init: {exc}", file=sys.stderr)
         return 2
@@ -59,6 +59,11 @@ def add_commands(commands: Any) -> None:
     )
     init.add_argument("name", metavar="NAME", help="a lowercase Python identifier, e.g. demo_env")
     init.add_argument("--dir", default=".", help="where to create NAME/ (default: here)")
+    init.add_argument(
+        "--tools",
+        action="store_true",
+        help="the env also offers its game as a tool (an @tool method), with a test of it",
+    )
     init.set_defaults(handler=_init)
 
     validate = commands.add_parser(

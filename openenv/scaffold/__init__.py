@@ -59,8 +59,40 @@ def names(name: str) -> dict[str, str]:
     }
 
 
-def scaffold(name: str, parent: Path) -> Path:
-    """Create the env package ``parent/name`` and return its path.
+_TOOLS = {
+    "tool_import": ", tool",
+    "tools": '''
+
+    # The same game as a tool (openenv init --tools): a model calls guess(number=...); each call
+    # is a step, its reward and done flag the step's.
+
+    @tool
+    def guess(self, number: int) -> {{Base}}Observation:
+        """Guess the secret number; the hint says where it is.
+
+        Args:
+            number: the guess, from LOWEST to HIGHEST.
+        """
+        if not LOWEST <= number <= HIGHEST:
+            raise ValueError(f"guess a number from {LOWEST} to {HIGHEST}, not {number}")
+        return self.step({{Base}}Action(guess=number))''',
+    "tool_test": """
+
+
+def test_the_game_as_a_tool() -> None:
+    with {{Base}}Env.from_process() as env:
+        (guess,) = env.list_tools()
+        assert guess.name == "guess" and guess.input_schema["required"] == ["number"]
+        env.reset(seed=7)
+        result = env.call_tool("guess", number=50)
+        assert result.observation.result["hint"] in ("higher", "lower", "correct")
+        assert env.call_tool("guess", number=1000).observation.error is not None""",
+}
+
+
+def scaffold(name: str, parent: Path, *, tools: bool = False) -> Path:
+    """Create the env package ``parent/name`` and return its path; with ``tools``, its env
+    also offers its game as a tool (``@tool``), with a test of it.
 
     Raises:
         ScaffoldError: the name is invalid, ``parent/name`` already exists, or ``parent`` cannot
@@ -76,6 +108,8 @@ def scaffold(name: str, parent: Path) -> Path:
     except OSError as exc:
         raise ScaffoldError(f"cannot create {target}: {exc.strerror or exc}") from exc
     variables = names(name)
+    for key, text in _TOOLS.items():
+        variables[key] = _fill(text, variables) if tools else ""
     try:
         _render(resources.files(__package__) / "templates", staging, variables)
         os.rename(staging, target)  # atomic: the package appears whole or not at all

@@ -37,7 +37,7 @@ from openenv.server.env_call import MAX_ERROR_CHARS, EnvCaller, StepTimeout, fin
 from openenv.server.environment import Environment
 from openenv.server.forking import ParkedFork, TicketBook
 from openenv.server.metrics import ServerMetrics
-from openenv.server.tools import ToolCallError, toolbox
+from openenv.server.tools import Toolbox, ToolCallError, toolbox
 
 __all__ = ["Session"]
 
@@ -68,6 +68,7 @@ class Session:
         metrics: ServerMetrics | None = None,
     ) -> None:
         self._env = env
+        self._tools: Toolbox | None = None  # the env's tools, read on the first tool request
         self._codec = codec
         self._encode = codec.encode
         self._hello = hello
@@ -198,7 +199,7 @@ class Session:
             if not self._was_reset:
                 return self._out(_not_reset(request.id), frame)
             return self._call(request.id, frame, _state_reply, lambda: self._env.state)
-        if isinstance(request, (ListTools, CallTool)):
+        if request.__class__ is CallTool or request.__class__ is ListTools:
             return self._tool(request, frame)
         if isinstance(request, Fork):
             return self._fork(request, frame)
@@ -207,8 +208,10 @@ class Session:
 
     def _tool(self, request: ListTools | CallTool, frame: bytes | str) -> Reply:
         """List the env's tools, or call one as a step (validated before it runs)."""
-        tools = toolbox(type(self._env))
-        if isinstance(request, ListTools):
+        tools = self._tools
+        if tools is None:
+            tools = self._tools = toolbox(type(self._env))
+        if not isinstance(request, CallTool):
             return self._out(ToolList(id=request.id, tools=tools.specs), frame)
         if not self._was_reset:
             return self._out(_not_reset(request.id), frame)

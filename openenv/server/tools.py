@@ -159,13 +159,11 @@ class _Entry:
 
     def keywords(self, arguments: Any) -> dict[str, Any]:
         """The validated keyword arguments for the method."""
-        if arguments.__class__ is not dict:
-            if not isinstance(arguments, dict):
-                raise ToolCallError(
-                    f"tool {self.name!r}: arguments must be an object, "
-                    f"not {type(arguments).__name__}",
-                    [{"type": "dict_type", "loc": ["arguments"], "msg": "Expected `object`"}],
-                )
+        if arguments.__class__ is not dict and not isinstance(arguments, dict):
+            raise ToolCallError(
+                f"tool {self.name!r}: arguments must be an object, not {type(arguments).__name__}",
+                [{"type": "dict_type", "loc": ["arguments"], "msg": "Expected `object`"}],
+            )
         try:
             validated = msgspec.convert(arguments, self.arguments)
         except msgspec.ValidationError as exc:

@@ -234,3 +234,20 @@ def test_init_into_a_file_is_one_line(tmp_path: Path) -> None:
         2,
         f"openenv init: cannot create {tmp_path}/taken/demo_env: File exists\n",
     )
+
+
+def test_init_tools_makes_a_tool_env_that_validates_and_passes_its_tests(tmp_path: Path) -> None:
+    done = run("init", "quiz_env", "--tools", "--dir", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    source = (tmp_path / "quiz_env" / "server" / "quiz_environment.py").read_text()
+    assert "@tool\n    def guess(self, number: int) -> QuizObservation:" in source
+    checked = run("validate", "quiz_env", cwd=tmp_path)
+    assert checked.stdout.startswith("quiz_env: QuizEnvironment keeps all 16 rules"), checked
+    tested = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "quiz_env"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "3 passed" in tested.stdout, tested.stdout[-3000:]

@@ -221,3 +221,14 @@ def test_upstreams_mcp_tool_client_lists_and_calls_our_tools(
     assert {k: v for k, v in ours.items() if k != "missing"} == {
         k: v for k, v in theirs.items() if k != "missing"
     }
+
+
+def test_upstreams_mcp_tool_client_lists_and_calls_the_terminal_envs_tools(
+    modern_upstream: Upstream,
+) -> None:
+    with serving("envs.terminal_env") as base_url:  # a local process: no isolation, a test
+        seen = run_driver("mcp_terminal", base_url, modern_upstream)["mcp_terminal"]
+    assert {"exec", "read_file", "write_file"} <= set(seen["tools"])
+    assert seen["written"] == "wrote 14 bytes to note.txt"
+    assert seen["ran"]["exit_code"] == 0
+    assert "from upstream" in str(seen["ran"]["stdout"])

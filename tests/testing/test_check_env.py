@@ -410,3 +410,22 @@ def test_an_app_with_a_token_is_checked_through_it(monkeypatch: pytest.MonkeyPat
     module.app = create_app(Good)  # type: ignore[attr-defined]
     assert module.app.state.openenv.config.token == "s3cret"  # type: ignore[attr-defined]
     assert check_env(module).steps == 3
+
+
+# tools: listed, callable with simple arguments, refusing bad ones.
+
+
+def test_tools() -> None:
+    from envs.echo_env.server.echo_environment import EchoEnvironment
+    from openenv.server import tool
+
+    class Unencodable(EchoEnvironment):
+        @tool
+        def angle(self) -> str:
+            """Return what no message can carry."""
+            return 1j  # type: ignore[return-value]
+
+    (line,) = failures(Unencodable)
+    assert line.startswith("tools: angle: the app closed the session")
+    assert "cannot encode a complex" in line
+    check_env(EchoEnvironment)  # echo_message keeps the rule
