@@ -220,6 +220,10 @@ class Session:
         except ToolCallError as exc:
             error = Error(code=ErrorCode.INVALID_ACTION, message=str(exc), id=request.id)
             return self._out(error, frame)
+        if self._caller.thread is None and not tools.is_async(request.name):
+            # A sync tool of an env on the loop, as a sync step: run here, answered at once
+            # (what the tool raised is already its result's error).
+            return self._out(ToolReply(id=request.id, observation=call()), frame)
         return self._call(request.id, frame, _tool_reply, call)
 
     async def release(self) -> None:

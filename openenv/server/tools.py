@@ -101,7 +101,7 @@ class ToolCallError(Exception):
 class _Entry:
     """One tool: its method, its arguments Struct and its description."""
 
-    __slots__ = ("arguments", "fields", "is_async", "method", "name", "spec")
+    __slots__ = ("arguments", "is_async", "method", "name", "spec")
 
     def __init__(self, env_cls: type[Any], attribute: str, method: Any, options: _Options) -> None:
         self.name = options.name or attribute
@@ -134,7 +134,6 @@ class _Entry:
                 fields.append((parameter.name, annotation))
             else:
                 fields.append((parameter.name, annotation, parameter.default))
-        self.fields = tuple(field[0] for field in fields)
         self.arguments: type[msgspec.Struct] = msgspec.defstruct(
             self.name, fields, kw_only=True, forbid_unknown_fields=True
         )
@@ -172,7 +171,7 @@ class _Entry:
             named = f"argument {where!r}" if where else "arguments"
             message = f"tool {self.name!r}, {named}: {errors[0]['msg']}"
             raise ToolCallError(message, errors) from None
-        return {name: getattr(validated, name) for name in self.fields}
+        return msgspec.structs.asdict(validated)
 
 
 class Toolbox:
@@ -200,6 +199,10 @@ class Toolbox:
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
+    def is_async(self, name: str) -> bool:
+        """Whether tool ``name`` is ``async def`` (its prepared call is a coroutine function)."""
+        return self._entries[name].is_async
+
     def spec(self, name: str) -> Tool | None:
         """The description of tool ``name`` (None: no such tool)."""
         entry = self._entries.get(name)
@@ -211,8 +214,8 @@ class Toolbox:
 
     def prepare(self, env: Any, name: str, arguments: Any) -> Callable[..., Any]:
         """The call ``name(**arguments)`` on ``env``, validated and ready to run: a function
-        of no arguments (``async def`` for an async tool) returning the call's
-        :class:`ToolResult`, with whatever the tool raised as its ``error``.
+        of no arguments (``async def`` for an async tool, see :meth:`is_async`) returning the
+        call's :class:`ToolResult`, with whatever the tool raised as its ``error``.
 
         Raises:
             ToolCallError: no such tool, or the arguments do not fit.
