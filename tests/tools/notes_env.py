@@ -4,16 +4,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import uuid
 from typing import Any
 
 import msgspec
 
-from openenv.server import Environment, tool
+from openenv.server import Environment, create_app, tool
 from openenv.types import Action, Observation, State
 
-__all__ = ["BlockingNotesEnvironment", "NotesAction", "NotesEnvironment", "NotesObservation"]
+__all__ = [
+    "BlockingNotesEnvironment",
+    "NotesAction",
+    "NotesEnvironment",
+    "NotesObservation",
+    "ProcessNotesEnvironment",
+    "app",
+]
 
 
 class NotesAction(Action):
@@ -111,3 +119,17 @@ class BlockingNotesEnvironment(NotesEnvironment):
 
     name = "blocking_notes_env"
     blocking = True
+
+
+class ProcessNotesEnvironment(NotesEnvironment):
+    """The same tools, and one more naming the server process (for fresh-server tests)."""
+
+    name = "process_notes_env"
+
+    @tool
+    def server_pid(self) -> int:
+        """The process id of the server this session lives in."""
+        return os.getpid()
+
+
+app = create_app(ProcessNotesEnvironment)  # served by subprocesses as tests.tools.notes_env:app

@@ -249,3 +249,24 @@ def test_a_subclass_keeps_and_overrides_tools() -> None:
     env.write("a", "x")
     assert toolbox(Louder).prepare(env, "read", {"path": "a"})().result == "X"
     assert issubclass(Louder, Environment)
+
+
+async def test_fresh_servers_per_episode_serve_tools_too() -> None:
+    from openenv import LocalProcessProvider
+
+    provider = LocalProcessProvider("tests.tools.notes_env:app")
+    pool = EnvPool(
+        NotesClient, provider, size=2, fresh_per_episode=True, spares=1, start_concurrency=2
+    )
+    async with pool:
+
+        async def episode(env: NotesClient) -> tuple[Any, Any]:
+            await env.reset()
+            pid = (await env.call_tool("server_pid")).observation.result
+            await env.call_tool("write", path="answer", text="42")
+            return pid, (await env.call_tool("submit")).reward
+
+        outcomes = await pool.run_episodes(episode, 3)
+    pids = [o.result[0] for o in outcomes]
+    assert len(set(pids)) == 3  # each episode on a server of its own
+    assert [o.result[1] for o in outcomes] == [1.0] * 3
