@@ -5,7 +5,7 @@ same frame sizes, one after another in each of several rounds; a ratio is the me
 per-round ratios, never taken from absolute times across runs (the machine is shared and noisy,
 and only measurements taken back to back see the same machine). The ceiling is websockets'
 Sans-I/O protocol on raw asyncio Protocols at both ends (``openenv.bench.references``); the
-ceiling and the async client run on uvloop, the sync client on its own loop (``portal``).
+ceiling and the async client run on uvloop; the sync client blocks on its socket (no loop).
 ``--hog N`` runs N busy-looping processes meanwhile: a loaded machine.
 
     .venv/bin/python benchmarks/single_session.py [--seconds 2] [--rounds 5] [--message-size 100]

@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
-import select
 import ssl
-import threading
 from typing import Any, cast
 
 from websockets.client import ClientProtocol
@@ -36,10 +33,6 @@ from openenv.endpoint import Endpoint
 __all__ = ["Connection"]
 
 _MAX_QUEUED = 16  # unread messages before the transport stops reading
-_READ_BYTES = 256 * 1024  # per read off the loop, as asyncio's transports read
-# What reads off the loop read into, one per thread; what came is copied out. A fresh 256 KiB
-# bytes object per read would be mapped and unmapped by malloc each time (three syscalls).
-_read_buffers = threading.local()
 _BINARY = Opcode.BINARY
 
 
@@ -62,8 +55,6 @@ class Connection(asyncio.Protocol):
         self._fragmented_text = False
         self._reading_paused = False
         self._send_frame = protocol.send_binary
-        self._poll: Any = None  # select.poll() on the socket, for waits off the loop
-        self._fd = -1  # the socket's descriptor, for those waits
 
     @classmethod
     async def open(
@@ -197,57 +188,6 @@ class Connection(asyncio.Protocol):
         waiter.cancel()
         return True
 
-    def wait_off_loop(
-        self, future: asyncio.Future[Any], due: float | None, patience: float
-    ) -> bool:
-        """Block this thread, the loop stopped, until data read here resolves ``future`` (one
-        of this connection's message futures): True once it is done, or once loop time ``due``
-        passes with it still pending. False when the loop is to go on instead: after
-        ``patience`` seconds (the loop then serves every connection on it), on a TLS
-        connection, with a write still buffered or reading paused, or when the connection
-        ends (the loop's own read then reports how).
-
-        For a caller that owns the loop while it is stopped (a sync client's call, see
-        ``client.portal``): what is read goes through :meth:`data_received`, as the loop's
-        transport would pass it; one ``poll`` and one ``read`` per reply.
-        """
-        poll, transport = self._poll, self.transport
-        if poll is None or transport is None or self._reading_paused or self._lost.done():
-            return False
-        if transport.is_closing() or transport.get_write_buffer_size():
-            return False  # closing, or the request is not all out: the loop goes on
-        buffer = getattr(_read_buffers, "buffer", None)
-        if buffer is None:
-            buffer = _read_buffers.buffer = memoryview(bytearray(_READ_BYTES))
-        fd, loop = self._fd, self._loop
-        now = loop.time()
-        give_up = now + patience
-        while True:
-            if due is not None and due <= give_up:
-                if now >= due:
-                    return True
-                wake = due
-            elif now >= give_up:
-                return False
-            else:
-                wake = give_up
-            if poll.poll((wake - now) * 1000 + 1):  # ms, rounded up past the wake time
-                try:
-                    count = os.readv(fd, [buffer])
-                except (BlockingIOError, InterruptedError):
-                    count = -1  # nothing to read after all: poll again
-                except OSError:
-                    return False  # a reset: the loop's own read reports it
-                if not count:
-                    return False  # end of stream: the loop's own read reports it
-                if count > 0:
-                    self.data_received(bytes(buffer[:count]))
-                    if future.done():
-                        return True
-                    if self._reading_paused or transport.is_closing():
-                        return False  # closing, or enough unread: the loop goes on
-            now = loop.time()
-
     async def close(self, close_timeout: float) -> None:
         """The closing handshake, then the connection closed; aborted after ``close_timeout``."""
         if self.protocol.state is State.OPEN:
@@ -270,12 +210,6 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and transport.get_extra_info("ssl_object") is None:
-            if hasattr(select, "poll"):  # not on Windows: waits there stay on the loop
-                self._fd = sock.fileno()
-                self._poll = select.poll()
-                self._poll.register(self._fd, select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol

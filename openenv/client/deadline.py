@@ -8,7 +8,6 @@ it. With back-to-back calls the timer fires about once per ``seconds``.
 
 A call past its deadline is interrupted by cancelling the future it awaits (its reply), not its
 task: the call sees ``CancelledError`` where it waits, and no task has a cancellation to undo.
-That also holds for a call that runs outside any task (a sync call stepped off the loop).
 """
 
 from __future__ import annotations
@@ -48,17 +47,6 @@ class Deadline:
         self._due = due = loop.time() + seconds
         if self._timer is None:
             self._timer = loop.call_at(due, self._check)
-
-    @property
-    def due(self) -> float | None:
-        """Loop time at which the call in flight times out (None: no limit)."""
-        return None if self.seconds is None else self._due
-
-    def lapse(self) -> None:
-        """The call in flight is past its deadline, as a waiter that is not the loop found (a
-        sync call off the loop): interrupt it now, as the timer would."""
-        if self._interrupt():
-            self._fired = True
 
     def expired(self) -> bool:
         """Whether the ``CancelledError`` being handled came from this deadline; if so it is

@@ -1,21 +1,44 @@
 """``EnvClient``: the sync twin of :class:`AsyncEnvClient`, for plain loops and scripts.
 
-Every method runs the async client's method of the same name on one shared event loop; there is
-no second implementation of the protocol here. ``reset``, ``step`` and ``state`` on an open
-session run off that loop, blocking on the socket (see ``client.portal``).
+The two share everything but how they wait (``client.base``). Here a call is straight-line
+blocking code on the calling thread: encode the request, write it, ``poll`` the session's
+socket until the reply is in, decode it (``client.sync_connection``). No event loop runs
+for it, and no other thread is woken.
+
+Between calls the process's keepalive thread reads idle sessions, answering the server's pings
+(``client.keepalive``). Calls on one session from several threads run one at a time.
+
+A session belongs to the process that opened it: in a child made by ``fork()`` its calls
+raise :class:`~openenv.InheritedSessionError`, and ``close()`` only lets go of it.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
+import threading
+import time
 from types import TracebackType
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, TypeVar, Unpack
 
-from openenv.client.async_client import DEFAULT_MAX_FRAME_BYTES, AsyncEnvClient, OffLoop
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from openenv.client.async_client import AsyncEnvClient
+from openenv.client.base import CLOSE_TIMEOUT_S, BaseEnvClient, ClientOptions, Request
 from openenv.client.portal import run_sync
+from openenv.client.sync_connection import SyncConnection
 from openenv.endpoint import Endpoint
-from openenv.exceptions import InheritedSessionError
-from openenv.protocol import Hello
+from openenv.exceptions import ConnectionLostError, InheritedSessionError, NotSupportedError
+from openenv.protocol import (
+    CallTool,
+    Close,
+    Fork,
+    ForkTickets,
+    GetState,
+    Hello,
+    ListTools,
+    ToolList,
+)
 from openenv.tools import Tool, ToolResult
 from openenv.types import Action, Observation, State, StepResult, declare_types
 
@@ -27,18 +50,16 @@ StateT = TypeVar("StateT", bound=State)
 SyncT = TypeVar("SyncT", bound="EnvClient[Any, Any, Any]")
 
 
-class EnvClient(Generic[ActT, ObsT, StateT]):
+class EnvClient(BaseEnvClient[ActT, ObsT, StateT]):
     """A blocking session with one env server, with the same methods as the async client.
 
-    Each env ships a subclass naming its async twin (``EchoEnv`` wraps ``AsyncEchoEnv``); its
-    generic arguments must be the twin's (checked when the class is defined). The constructor
-    takes the same arguments as :class:`AsyncEnvClient`.
+    Each env ships a subclass naming its async twin (``EchoEnv`` names ``AsyncEchoEnv``); its
+    generic arguments must be the twin's (checked when the class is defined). The options are
+    the twin's (:class:`~openenv.client.base.ClientOptions`); ``on_close`` is called (and run
+    to completion if it returns an awaitable).
     """
 
     async_client: ClassVar[type[AsyncEnvClient[Any, Any, Any]]] = AsyncEnvClient
-    action_type: ClassVar[type[Action]] = Action
-    observation_type: ClassVar[type[Observation]] = Observation
-    state_type: ClassVar[type[State]] = State
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -52,128 +73,114 @@ class EnvClient(Generic[ActT, ObsT, StateT]):
                     f"{twin.__name__} has {theirs.__name__}"
                 )
 
-    def __init__(
-        self,
-        endpoint: str | Endpoint,
-        *,
-        token: str | None = None,
-        connect_timeout: float = 10.0,
-        timeout: float | None = 60.0,
-        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-    ) -> None:
-        self._attach(
-            self.async_client(
-                endpoint,
-                token=token,
-                connect_timeout=connect_timeout,
-                timeout=timeout,
-                max_frame_bytes=max_frame_bytes,
-            )
-        )
-
-    def _attach(self, client: AsyncEnvClient[Any, Any, Any]) -> None:
-        self._async: AsyncEnvClient[ActT, ObsT, StateT] = client
-        self._off_loop = OffLoop(client)
+    def __init__(self, endpoint: str | Endpoint, **options: Unpack[ClientOptions]) -> None:
+        super().__init__(endpoint, **options)
+        self._ws: SyncConnection | None = None
+        self._lock = threading.Lock()  # a call's, and the keepalive's while it reads
         self._owner_pid = os.getpid()
-        self._abandoned = False  # closed in a forked child: let go of, never closed
-
-    def _mine(self) -> AsyncEnvClient[ActT, ObsT, StateT]:
-        """The async twin, unless this process is a fork of the one that opened the session."""
-        if os.getpid() != self._owner_pid:
-            raise InheritedSessionError(
-                f"{self!r} was opened by process {self._owner_pid}, which forked this one: "
-                f"open a session of this process's own (e.g. {type(self).__name__}(endpoint))",
-                owner_pid=self._owner_pid,
-            )
-        return self._async
-
-    @classmethod
-    def wrap(cls: type[SyncT], client: AsyncEnvClient[Any, Any, Any]) -> SyncT:
-        """A sync client over an existing async one (which must belong to the sync loop)."""
-        sync = cls.__new__(cls)
-        sync._attach(client)
-        return sync
-
-    @property
-    def endpoint(self) -> Endpoint:
-        """Where the server listens."""
-        return self._async.endpoint
-
-    @property
-    def hello(self) -> Hello | None:
-        """The server's greeting once connected."""
-        return self._async.hello
-
-    @property
-    def dialect(self) -> str | None:
-        """``"openenv"`` or ``"upstream"``: what the session speaks, once connected."""
-        return self._async.dialect
-
-    @property
-    def closed(self) -> bool:
-        """Whether ``close`` was called."""
-        return self._async.closed or self._abandoned
-
-    @property
-    def timeout(self) -> float | None:
-        """Seconds each call may take (None: no limit)."""
-        return self._async.timeout
-
-    @timeout.setter
-    def timeout(self, seconds: float | None) -> None:
-        self._async.timeout = seconds
 
     @property
     def usable(self) -> bool:
-        """Whether the session can take another call (never in a forked child)."""
-        return os.getpid() == self._owner_pid and self._async.usable
+        """Whether the session can take another call: not closed, its connection (if opened)
+        has not dropped, and this is the process that opened it."""
+        if self._closed or self._lost or self._owner_pid != os.getpid():
+            return False
+        return self._ws is None or self._ws.is_open
 
     def connect(self) -> Hello:
-        """Open the session now rather than on the first call."""
-        return run_sync(self._mine().connect())
+        """Open the session now rather than on the first call; returns the greeting."""
+        self._check_owner()
+        with self._lock:
+            self._connection()
+        assert self._hello is not None
+        return self._hello
 
     def reset(
         self, *, seed: int | None = None, episode_id: str | None = None, **options: Any
     ) -> StepResult[ObsT]:
-        """Start a new episode."""
-        reset = self._mine().reset(seed=seed, episode_id=episode_id, **options)
-        return run_sync(reset, self._off_loop)
+        """Start a new episode; ``options`` go to the env's ``reset``."""
+        return self._run(self._reset_request(seed, episode_id, options), True)  # type: ignore[no-any-return]
 
     def step(self, action: ActT) -> StepResult[ObsT]:
-        """Apply ``action``."""
-        return run_sync(self._mine().step(action), self._off_loop)
+        """Apply ``action``; returns the observation, reward and done flag.
+
+        Raises:
+            ActionTypeError: ``action`` is not an instance of the client's ``action_type``
+                (checked before anything is sent).
+        """
+        return self._run(self._step_request(action), True)  # type: ignore[no-any-return]
 
     def state(self) -> StateT:
-        """The episode's state."""
-        return run_sync(self._mine().state(), self._off_loop)
+        """The episode's state (id, step count and what the env adds)."""
+        state: StateT = self._state_of(self._run(GetState(id=next(self._ids))))
+        return state
 
     def list_tools(self) -> list[Tool]:
         """The env's tools; see ``AsyncEnvClient.list_tools``."""
-        return run_sync(self._async.list_tools(), self._off_loop)
+        reply = self._run(ListTools(id=next(self._ids)))
+        assert isinstance(reply, ToolList)
+        return reply.tools
 
     def call_tool(self, name: str, /, **arguments: Any) -> StepResult[ToolResult]:
         """Call the env's tool ``name``, as a step; see ``AsyncEnvClient.call_tool``."""
-        return run_sync(self._async.call_tool(name, **arguments), self._off_loop)
+        return self._run(CallTool(next(self._ids), name, arguments), True)  # type: ignore[no-any-return]
 
     def fork(self: SyncT) -> SyncT:
         """A new session whose env is a copy of this one's; see ``AsyncEnvClient.fork``."""
-        return self.wrap(run_sync(self._mine().fork()))
+        (fork,) = self.fork_many(1)
+        return fork
 
     def fork_many(self: SyncT, count: int) -> list[SyncT]:
-        """``count`` forks of this session; see ``AsyncEnvClient.fork_many``."""
-        return [self.wrap(fork) for fork in run_sync(self._mine().fork_many(count))]
+        """``count`` forks of this session; see ``AsyncEnvClient.fork_many``. On failure none
+        is left open."""
+        forks: list[SyncT] = []
+        try:
+            for ticket in self.fork_tickets(count):
+                forks.append(type(self)(self.endpoint, **self._forked_options(ticket)))
+                forks[-1].connect()
+        except BaseException:
+            for fork in forks:
+                fork.close()
+            raise
+        return forks
 
     def fork_tickets(self, count: int = 1) -> list[str]:
         """Tickets for ``count`` copies of this env; see ``AsyncEnvClient.fork_tickets``."""
-        return run_sync(self._mine().fork_tickets(count))
+        if count < 1:
+            raise ValueError(f"count must be at least 1, not {count}")
+        if self._hello is None:
+            self.connect()
+        if self.dialect == "upstream":
+            raise NotSupportedError(
+                f"{self.endpoint} speaks upstream OpenEnv's dialect, which has no fork"
+            )
+        reply = self._run(Fork(id=next(self._ids), count=count))
+        assert isinstance(reply, ForkTickets)
+        return reply.tickets
 
     def close(self) -> None:
-        """End the session and stop the server this client started, if any. In a forked child
-        it only lets go of the parent's session (see :class:`InheritedSessionError`)."""
-        if os.getpid() != self._owner_pid:
-            self._abandoned = True
+        """End the session and stop the server this client started, if any. Idempotent.
+
+        In a process forked from the one that opened the session it only lets go of it: no
+        close frame, and the server keeps running for the parent.
+        """
+        if self._closed:
             return
-        run_sync(self._async.close())
+        self._closed = True
+        ws, self._ws = self._ws, None
+        if self._owner_pid != os.getpid():
+            if ws is not None:
+                ws.abort()  # this process's copy of the socket; the parent's stays open
+            return
+        try:
+            if ws is not None:
+                with self._lock:  # after a call in flight on another thread
+                    _close_quietly(ws, self._codec.encode(Close(id=next(self._ids))))
+        finally:
+            if self._on_close is not None:
+                outcome = self._on_close()
+                if inspect.isawaitable(outcome):
+                    run_sync(outcome)  # type: ignore[arg-type]
 
     def __enter__(self: SyncT) -> SyncT:
         self.connect()
@@ -187,5 +194,92 @@ class EnvClient(Generic[ActT, ObsT, StateT]):
     ) -> None:
         self.close()
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.endpoint}>"
+    # Internals.
+
+    def _run(self, request: Request, step_result: bool = False) -> Any:
+        if self._observed:
+            with self._observing(request):
+                return self._call(request, step_result)
+        return self._call(request, step_result)
+
+    def _call(self, request: Request, step_result: bool) -> Any:
+        """Send ``request``, and return its reply (as a :class:`StepResult` if
+        ``step_result``)."""
+        self._check_owner()
+        with self._lock:
+            ws = self._ws if self._ws is not None and not self._closed else self._connection()
+            seconds = self._deadline.seconds
+            due = None if seconds is None else time.monotonic() + seconds
+            try:
+                reply = self._reply(ws.request(self._encode_binary(request), due), request.id)
+                while reply is None:  # a late reply to an earlier call: dropped
+                    reply = self._reply(ws.recv(due), request.id)
+            except TimeoutError as exc:  # the reply may still come: the next call drops it
+                self._abandon_if_lockstep()
+                raise self._error(exc, request) from None
+            except (ConnectionClosed, OSError) as exc:
+                self._lost = True
+                raise self._error(exc, request) from exc
+            except BaseException:  # Ctrl-C, say: as a timeout, and the interruption goes on
+                self._abandon_if_lockstep()
+                raise
+        return self._outcome(reply, step_result)
+
+    def _abandon_if_lockstep(self) -> None:
+        """After a call that got no reply: a dialect without ids cannot tell a late reply
+        from the next call's, so the session is dropped (a pool replaces it)."""
+        if getattr(self._codec, "lockstep", False):
+            self._lost = True
+            if self._ws is not None:
+                self._ws.abort()
+
+    def _check_owner(self) -> None:
+        if self._owner_pid != os.getpid():
+            raise InheritedSessionError(
+                f"{self!r} was opened by process {self._owner_pid}, which forked this one: "
+                f"open a session of this process's own (e.g. {type(self).__name__}(endpoint))",
+                owner_pid=self._owner_pid,
+            )
+
+    def _connection(self) -> SyncConnection:
+        if self._closed:
+            raise ConnectionLostError(f"{self!r} is closed")
+        if self._ws is None:
+            self._ws = self._open()
+        return self._ws
+
+    def _open(self) -> SyncConnection:
+        try:
+            ws = SyncConnection.open(
+                self.endpoint,
+                headers=self._handshake_headers(),
+                max_size=self.max_frame_bytes,
+                open_timeout=self.connect_timeout,
+                subprotocols=self._subprotocols,
+                lock=self._lock,
+            )
+        except (OSError, WebSocketException) as exc:  # TimeoutError is an OSError
+            raise self._error(exc) from exc
+        if not self._speaks_ours(ws, ws.subprotocol):
+            return ws
+        try:
+            self._hello = self._greeted(ws.recv(time.monotonic() + self.connect_timeout))
+        except (TimeoutError, ConnectionClosed) as exc:
+            ws.abort()
+            raise self._error(exc) from exc
+        except BaseException:
+            ws.abort()
+            raise
+        return ws
+
+
+def _close_quietly(ws: SyncConnection, close_frame: bytes) -> None:
+    """Say goodbye if the connection still works; a dead one needs no ceremony."""
+    if ws.is_open:
+        try:
+            ws.send(close_frame, time.monotonic() + CLOSE_TIMEOUT_S)
+        except (ConnectionClosed, OSError):
+            pass
+        ws.close(CLOSE_TIMEOUT_S)
+    else:
+        ws.abort()

@@ -23,7 +23,6 @@ from typing import Any, Generic, TypeVar
 
 from openenv.client.async_client import AsyncEnvClient
 from openenv.client.portal import run_sync
-from openenv.client.sync_client import EnvClient
 from openenv.endpoint import Endpoint
 from openenv.exceptions import OpenEnvError, PoolError
 from openenv.integrations.tools import ToolCallError, ToolSpec
@@ -72,9 +71,6 @@ class Sessions(Generic[ClientT]):
         wait: bool = False,
     ) -> None:
         self.client_cls = client_cls
-        self.sync_client: type[EnvClient[Any, Any, Any]] = type(
-            f"{client_cls.__name__}Sync", (EnvClient,), {"async_client": client_cls}
-        )
         self.pool = EnvPool(
             client_cls,
             provider_of(where),
@@ -161,7 +157,7 @@ class EpisodeSession:
         self.rewards: list[float] = []
         self.done = False
         self._lease: Lease[Any] | None = None
-        self._env: EnvClient[Any, Any, Any] | None = None
+        self._env: AsyncEnvClient[Any, Any, Any] | None = None  # leased, on the client loop
 
     def start(self, options: Mapping[str, Any]) -> Observation:
         """Give back the last episode's session, lease one and reset it with ``options``;
@@ -173,9 +169,9 @@ class EpisodeSession:
             self.end()
             self._lease = lease = self.sessions.lease()
             assert lease.client is not None
-            self._env = self.sessions.sync_client.wrap(lease.client)
+            self._env = lease.client
             try:
-                result = self._env.reset(**options)
+                result = run_sync(self._env.reset(**options))
             except OpenEnvError as exc:
                 error = exc
                 continue
@@ -196,7 +192,7 @@ class EpisodeSession:
                 raise ToolCallError(f"{spec.name}(): the episode is over; no more calls")
             action = spec.action(arguments)
             try:
-                result = self._env.step(action)
+                result = run_sync(self._env.step(action))
             except OpenEnvError as exc:
                 raise ToolCallError(f"{spec.name}() failed: {exc}") from exc
         except ToolCallError:

@@ -73,15 +73,7 @@ class AsyncEnv(AsyncEnvClient[ActT, ObsT, StateT]):
 
         The arguments are :class:`~openenv.providers.LocalProcessProvider`'s.
         """
-        from openenv.providers.process import LocalProcessProvider
-
-        provider = LocalProcessProvider(
-            cls._require_app(),
-            transport=transport,
-            env=env,
-            auth=auth,
-            startup_timeout=startup_timeout,
-        )
+        provider = _process_provider(cls, transport, env, auth, startup_timeout)
         return await open_client(provider, cls)
 
     @classmethod
@@ -111,8 +103,17 @@ class Env(EnvClient[ActT, ObsT, StateT]):
 
     @classmethod
     def from_provider(cls: type[EnvT], provider: Provider, **client_options: Any) -> EnvT:
-        """Start a server on ``provider`` and connect; see :meth:`AsyncEnv.from_provider`."""
-        return cls.wrap(run_sync(cls.async_client.from_provider(provider, **client_options)))
+        """Start a server on ``provider`` and connect; the provider closes with the client
+        (see :meth:`AsyncEnv.from_provider`). Starting and stopping run on the process's
+        client loop (``openenv.client.portal``); the session itself needs none."""
+        try:
+            server = run_sync(provider.start())
+            client = cls(server.endpoint, on_close=provider.close, **client_options)
+            client.connect()
+        except BaseException:
+            run_sync(provider.close())
+            raise
+        return client
 
     @classmethod
     def from_process(
@@ -124,12 +125,31 @@ class Env(EnvClient[ActT, ObsT, StateT]):
         startup_timeout: float = 30.0,
     ) -> EnvT:
         """Start this env's server as a local subprocess; see :meth:`AsyncEnv.from_process`."""
-        started = cls.async_client.from_process(
-            transport=transport, env=env, auth=auth, startup_timeout=startup_timeout
-        )
-        return cls.wrap(run_sync(started))
+        provider = _process_provider(cls.async_client, transport, env, auth, startup_timeout)
+        return cls.from_provider(provider)
 
     @classmethod
     def from_docker_image(cls: type[EnvT], image: str, **options: Unpack[DockerOptions]) -> EnvT:
         """Start a container of ``image``; see :meth:`AsyncEnv.from_docker_image`."""
-        return cls.wrap(run_sync(cls.async_client.from_docker_image(image, **options)))
+        from openenv.providers.docker import LocalDockerProvider
+
+        return cls.from_provider(LocalDockerProvider(image, **options))
+
+
+def _process_provider(
+    client_cls: type[AsyncEnv[Any, Any, Any]],
+    transport: Literal["unix", "tcp"],
+    env: dict[str, str] | None,
+    auth: bool,
+    startup_timeout: float,
+) -> Provider:
+    """The local process provider of ``client_cls``'s env (its ``server_app``)."""
+    from openenv.providers.process import LocalProcessProvider
+
+    return LocalProcessProvider(
+        client_cls._require_app(),
+        transport=transport,
+        env=env,
+        auth=auth,
+        startup_timeout=startup_timeout,
+    )

@@ -266,7 +266,7 @@ def test_the_sync_client_forks_too(echo_app_factory: Any) -> None:
             started.set()
             await stop.wait()
 
-    # The server runs on a loop of its own thread; the sync client on its portal's.
+    # The server runs on a loop of its own thread; the sync client needs none.
     started, out = threading.Event(), []
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
