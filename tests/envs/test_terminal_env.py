@@ -365,3 +365,16 @@ async def test_large_commands_and_many_background_processes(env: AsyncTerminalEn
     for handle in (await env.state()).handles:
         assert not (await env.step(Poll(handle, wait_s=10))).observation.running
     assert (await env.step(Start("true"))).observation.handle is not None
+
+
+@module_loop
+async def test_a_shell_killed_between_steps_is_replaced_and_said_so(
+    env: AsyncTerminalEnv,
+) -> None:
+    await run(env, "export GONE=1")
+    job = (await env.step(Start("kill -9 $$"))).observation.handle  # $$: the shell
+    assert job is not None
+    await env.step(Poll(job, wait_s=10))
+    after = await run(env, "echo ${GONE:-unset}")
+    assert after.stdout == "unset\n" and after.metadata == {"shell_restarted": True}
+    assert after.error.startswith("the shell had exited (status 137)")

@@ -210,6 +210,12 @@ class Shell:
     def alive(self) -> bool:
         return self._dead is not None and not self._dead.done()
 
+    @property
+    def exit_status(self) -> int | None:
+        """How the shell ended (128 + N for signal N); None while it runs."""
+        dead = self._dead
+        return dead.result() if dead is not None and dead.done() else None
+
     def start(self) -> None:
         """Spawn the shell (it is ready for commands at once: they queue on its stdin)."""
         loop = asyncio.get_running_loop()
@@ -397,15 +403,16 @@ class Shell:
         keep_dir = "__oe_d=$PWD; " if cwd is not None else ""
         back = '; builtin cd -- "$__oe_d"' if cwd is not None else ""
         fd = self._ctl_write
-        self._send(
-            f"{set_command}{keep_dir}{{ {run}; }} {fd}>&- </dev/null >{out.path} 2>{err.path}; "
-            f'__oe_s=$?{back}; builtin printf \'D {seq} %d %s\\0\' "$__oe_s" "$PWD" >&{fd}\n'
-        )
         timed_out = False
         restarted = ""
         exit_code: int | None = None
         try:
             try:
+                self._send(
+                    f"{set_command}{keep_dir}{{ {run}; }} {fd}>&- </dev/null >{out.path} "
+                    f"2>{err.path}; __oe_s=$?{back}; "
+                    f'builtin printf \'D {seq} %d %s\\0\' "$__oe_s" "$PWD" >&{fd}\n'
+                )
                 async with asyncio.timeout(timeout_s):
                     status, self.cwd = await done
                 exit_code = int(status)

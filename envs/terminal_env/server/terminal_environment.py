@@ -51,6 +51,7 @@ from envs.terminal_env.server.shell import (
     TAG_VAR,
     Background,
     Shell,
+    ShellError,
     remove_tree,
     sweep,
 )
@@ -188,12 +189,22 @@ class TerminalEnvironment(Environment[TerminalAction, TerminalObservation, Termi
         started = time.perf_counter()
         op = action.op
         shell = self._shell
-        if shell is None or not shell.alive:
+        lost = ""
+        if shell is not None and not shell.alive:
+            # Killed between steps (say by a background job of its own).
+            lost = f"the shell had exited (status {shell.exit_status})"
+            await self._drop_shell()
+            shell = None
+        if shell is None:
             shell = await self._new_shell(keep_workspace=True)
         try:
             observation = await self._apply(shell, op)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, ShellError) as exc:
             observation = TerminalObservation(exit_code=1, error=_describe(exc))
+        if lost:
+            note = f"{lost}; a new shell was started: {_SHELL_LOST}"
+            observation.error = f"{note}\n{observation.error}" if observation.error else note
+            observation.metadata = {**observation.metadata, "shell_restarted": True}
         observation.duration_ms = (time.perf_counter() - started) * 1000
         if not observation.cwd:
             observation.cwd = shell.cwd
