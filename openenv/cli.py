@@ -22,9 +22,12 @@ EXIT_CODES = """exit codes:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from openenv.server.config import ServerConfig, hide_token
     from openenv.server.serve import is_loopback, serve
 
-    if args.uds is None and not is_loopback(args.host) and not os.environ.get("OPENENV_TOKEN"):
+    hide_token()  # before any env code is imported (the env is loaded here with --kwargs)
+    has_token = ServerConfig.from_env().token is not None
+    if args.uds is None and not is_loopback(args.host) and not has_token:
         if not args.insecure_no_token:
             print(
                 f"openenv serve: refusing to listen on {args.host} without a token; set "
@@ -47,6 +50,8 @@ def _serve(args: argparse.Namespace) -> int:
         watch_parent=args.watch_parent,
         log_level=args.log_level,
         log_format=args.log_format,
+        uds_mode=args.uds_mode,
+        insecure_no_token=args.insecure_no_token,
     )
     return 0
 
@@ -276,7 +281,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--insecure-no-token",
         action="store_true",
-        help="allow listening beyond loopback without OPENENV_TOKEN",
+        help="allow listening beyond loopback, or serving an env that runs code on a unix "
+        "socket, without OPENENV_TOKEN",
+    )
+    serve.add_argument(
+        "--uds-mode",
+        type=lambda text: int(text, 8),
+        default=None,
+        metavar="MODE",
+        help="permission bits of the --uds socket, in octal (default: $OPENENV_UDS_MODE, else "
+        "600: your user only; 660 lets your group in)",
     )
     serve.set_defaults(handler=_serve)
 

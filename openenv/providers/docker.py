@@ -308,13 +308,19 @@ class LocalDockerProvider(Provider):
         self, workdir: Path, token: str | None, labels: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
         command = ["openenv", "serve", "--ready-file", f"{_SOCKET_DIR}/ready"]
+        env = dict(self.env)
         if self.transport == "unix":
             command += ["--uds", f"{_SOCKET_DIR}/env.sock"]
+            # The container's user is not the host's: the socket must be open to all (0666),
+            # and the private (0700) directory that holds it on the host keeps others out.
+            env["OPENENV_UDS_MODE"] = "666"
+            if token is None:
+                command.append("--insecure-no-token")
         else:
             command += ["--host", "0.0.0.0", "--port", str(_CONTAINER_PORT)]
             if token is None:
                 command.append("--insecure-no-token")  # published on 127.0.0.1 only
-        env = {**self.env, "OPENENV_TOKEN": token or ""}
+        env["OPENENV_TOKEN"] = token or ""
         labels = labels or {}
         size = self.scratch_size or labels.get("org.openenv.scratch-size") or "64m"
         runnable = self.scratch_exec

@@ -140,6 +140,8 @@ class LocalProcessProvider(Provider):
     ) -> asyncio.subprocess.Process:
         if self.transport == "unix":
             where = ["--uds", str(workdir / "env.sock")]
+            if token is None:  # auth=False: the caller's choice; the socket is 0600 anyway
+                where.append("--insecure-no-token")
         else:
             where = ["--host", self.host, "--port", "0"]
         args = ["-m", "openenv", "serve", self.app, *where]

@@ -357,6 +357,8 @@ def create_app(
 ) -> Starlette:
     """Build the app serving ``env_cls``: one new instance per WebSocket session.
 
+    With a token in ``config``, every route but ``/health`` wants it.
+
     Routes: ``/ws`` (the sessions, in our dialect or upstream OpenEnv's), ``/health``,
     ``/info`` (name, protocol, limits, schemas), ``/metrics`` (Prometheus text, see
     ``openenv.server.metrics``), and upstream's stateless HTTP routes
@@ -401,12 +403,27 @@ class _EnvApp(Starlette):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in _OPEN_PATHS:
+            # The token, checked once for every HTTP route (each route's own check stays as a
+            # second line): a route added later cannot be left open by mistake.
+            if not self.state.openenv.authorized(scope):
+                await _unauthorized(scope, receive, send)
+                return
         if scope["type"] != "websocket":
             await super().__call__(scope, receive, send)
         elif scope["path"] == "/ws":
             await self.state.openenv(scope, receive, send)
         else:
             await _not_found(scope, receive, send)
+
+
+_OPEN_PATHS = frozenset({"/health"})  # for probes; says nothing but "healthy" and a count
+
+
+async def _unauthorized(scope: Scope, receive: Receive, send: Send) -> None:
+    headers = {"WWW-Authenticate": "Bearer"}
+    response = JSONResponse({"detail": "missing or wrong bearer token"}, 401, headers)
+    await response(scope, receive, send)
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:

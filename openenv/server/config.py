@@ -7,9 +7,21 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["ServerConfig"]
+__all__ = ["ServerConfig", "hide_token"]
 
 _MIB = 1024 * 1024
+
+
+_hidden: dict[str, str] = {}  # OPENENV_TOKEN, once hide_token() took it out of os.environ
+
+
+def hide_token() -> None:
+    """Take ``OPENENV_TOKEN`` out of ``os.environ`` into this process's memory, before any env
+    code is imported: what the env starts (interpreters, shells, tools) then inherits no
+    token. ``ServerConfig.from_env()`` still finds it. Idempotent."""
+    token = os.environ.pop("OPENENV_TOKEN", None)
+    if token is not None:
+        _hidden["token"] = token
 
 
 def _optional_float(value: str | None, default: float | None) -> float | None:
@@ -83,7 +95,7 @@ class ServerConfig:
             ping_interval=_optional_float(env.get("OPENENV_PING_INTERVAL"), default.ping_interval),
             ping_timeout=_optional_float(env.get("OPENENV_PING_TIMEOUT"), default.ping_timeout),
             step_timeout=_optional_float(env.get("OPENENV_STEP_TIMEOUT"), default.step_timeout),
-            token=env.get("OPENENV_TOKEN") or None,
+            token=env.get("OPENENV_TOKEN") or (_hidden.get("token") if environ is None else None),
             fork_ticket_ttl=float(env.get("OPENENV_FORK_TICKET_TTL", default.fork_ticket_ttl)),
             metrics=env.get("OPENENV_METRICS", "1").strip().lower()
             not in ("0", "false", "no", "off"),

@@ -47,6 +47,9 @@ class Environment(ABC, Generic[ActT, ObsT, StateT]):
             with ``not_supported``.
         deterministic: ``reset(seed=s)`` followed by the same actions always gives the same
             observations; ``openenv validate`` checks it when set.
+        runs_code: the env runs code its clients send (an interpreter, a shell): whoever
+            reaches the server runs code as the server's user, so ``serve`` insists on a token
+            even on a unix socket.
     """
 
     name: ClassVar[str] = ""
@@ -56,6 +59,7 @@ class Environment(ABC, Generic[ActT, ObsT, StateT]):
     blocking: ClassVar[bool] = False
     forkable: ClassVar[bool] = True
     deterministic: ClassVar[bool] = False
+    runs_code: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -30,7 +30,7 @@ import uvicorn
 from openenv.endpoint import is_loopback
 from openenv.exceptions import ServeError
 from openenv.registry import resolve
-from openenv.server.config import ServerConfig
+from openenv.server.config import ServerConfig, hide_token
 from openenv.server.gate import Gate
 from openenv.server.ws_protocol import EnvWebSocketProtocol
 
@@ -110,23 +110,47 @@ def serve(
     watch_parent: bool = False,
     log_level: str = "warning",
     log_format: str = "text",
+    uds_mode: int | None = None,
+    insecure_no_token: bool = False,
 ) -> None:
     """Serve ``target`` (an app or a :func:`load_app` string) until interrupted.
 
     ``log_format`` is ``"text"`` or ``"json"`` (one JSON object per line, with session and
     request ids as fields: :mod:`openenv.observability.logs`).
 
+    Before any env code is imported, the token leaves the environment (:func:`hide_token`)
+    and the process becomes non-dumpable: the env's code and the processes it starts, under
+    the same user, can read neither ``/proc/<server>/environ`` nor the server's memory.
+
+    Args:
+        uds_mode: permission bits of the unix socket (default ``$OPENENV_UDS_MODE``, else
+            0o600: the server's user only); 0o660 lets its group in.
+        insecure_no_token: serve an env that runs code (``Environment.runs_code``) on a unix
+            socket without a token: anyone who may connect runs code as this user.
+
     Raises:
         EnvNotFoundError: ``target`` names no env.
-        ServeError: the address is in use (or a live server answers on ``uds``).
+        ServeError: the address is in use (or a live server answers on ``uds``), or a
+            code-running env would be served on a unix socket without a token.
     """
+    hide_token()
+    _not_dumpable()
     _log_to_stderr(log_level, log_format)
     app = load_app(target) if isinstance(target, str) else target
+    config = _config_of(app) or ServerConfig.from_env()
+    env_cls = getattr(getattr(getattr(app, "state", None), "openenv", None), "env_cls", None)
+    if uds is not None and config.token is None and not insecure_no_token:
+        if getattr(env_cls, "runs_code", False):
+            raise ServeError(
+                f"refusing to serve {env_cls.env_name()}, which runs code, on {uds} without a "  # type: ignore[union-attr]
+                "token: anyone who may connect would run code as this user; set OPENENV_TOKEN, "
+                "or pass --insecure-no-token"
+            )
     overrides: dict[str, Any] = {"log_level": log_level}
     if log_format == "json":
         overrides["log_config"] = None  # uvicorn's own lines go through our JSON handler
     server = uvicorn.Server(uvicorn_config(app, host, port, uds, **overrides))
-    sock = bind_socket(host, port, uds)
+    sock = bind_socket(host, port, uds, uds_mode)
     bound = os.stat(uds) if uds is not None else None
     terminated = _note_sigterm()
     try:
@@ -181,25 +205,32 @@ def _log_to_stderr(level: str, log_format: str = "text") -> None:
         logger.addHandler(handler)
 
 
-def bind_socket(host: str, port: int, uds: str | None) -> socket.socket:
+def bind_socket(
+    host: str, port: int, uds: str | None, uds_mode: int | None = None
+) -> socket.socket:
     """A listening socket on ``uds`` or ``host:port``.
 
-    A unix socket file left by a server that is gone is replaced; one where a server still
-    answers is refused.
+    A unix socket is created with mode ``uds_mode`` (default ``$OPENENV_UDS_MODE``, else 0o600)
+    by the umask in force at ``bind``: never a window with wider permissions, and no ``chmod``
+    by path (which a symlink swapped in after ``bind`` would redirect). A socket file left by a
+    server that is gone is replaced; one where a server still answers is refused.
 
     Raises:
         ServeError: the port is in use, another server answers on ``uds``, or ``uds`` is
             something else than a socket.
     """
     if uds is not None:
+        mode = uds_mode if uds_mode is not None else _uds_mode_from_env()
         _clear_stale_socket(uds)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        previous = os.umask(0o777 & ~mode)
         try:
             sock.bind(uds)
         except OSError as exc:
             sock.close()
             raise ServeError(f"cannot listen on {uds}: {exc.strerror or exc}") from None
-        os.chmod(uds, 0o666)  # as uvicorn does: a host user reaches a container's socket
+        finally:
+            os.umask(previous)
         sock.listen(2048)
         return sock
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -212,6 +243,31 @@ def bind_socket(host: str, port: int, uds: str | None) -> socket.socket:
                 "pick another --port, or --port 0 for any free one"
             ) from None
         raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _uds_mode_from_env() -> int:
+    text = os.environ.get("OPENENV_UDS_MODE", "")
+    try:
+        mode = int(text, 8) if text else 0o600
+    except ValueError:
+        raise ServeError(f"OPENENV_UDS_MODE must be octal permission bits, not {text!r}") from None
+    if mode & ~0o777:
+        raise ServeError(f"OPENENV_UDS_MODE must be permission bits (0o777 at most), not {text}")
+    return mode
+
+
+def _not_dumpable() -> None:
+    """PR_SET_DUMPABLE 0: other processes of this user (an env's interpreter, its children)
+    can no longer read this one's environ or memory through /proc, nor ptrace it. Linux only."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    except (OSError, AttributeError):
+        logging.getLogger("openenv.server").warning("could not make the server non-dumpable")
 
 
 def _clear_stale_socket(path: str) -> None:

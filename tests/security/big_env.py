@@ -5,6 +5,7 @@ subprocesses as ``tests.security.big_env:app``."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 from typing import Any
 
@@ -24,7 +25,10 @@ class BigEchoEnvironment(EchoEnvironment):
         self, seed: int | None = None, episode_id: str | None = None, **options: Any
     ) -> EchoObservation:
         observation = super().reset(seed, episode_id, **options)
-        observation.metadata = {"token_in_environ": "OPENENV_TOKEN" in os.environ}
+        observation.metadata = {
+            "token_in_environ": "OPENENV_TOKEN" in os.environ,
+            "dumpable": ctypes.CDLL(None).prctl(3, 0, 0, 0, 0),  # PR_GET_DUMPABLE
+        }
         return observation
 
     def step(self, action: EchoAction) -> EchoObservation:

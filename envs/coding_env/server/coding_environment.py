@@ -93,6 +93,7 @@ class CodingEnvironment(Environment[CodeAction, CodeObservation, CodeState]):
     """
 
     name = "coding_env"
+    runs_code = True  # serve() wants a token for it on a unix socket
 
     def __init__(
         self,

@@ -46,6 +46,10 @@ __all__ = [
 HEADER = struct.Struct(">I")
 
 #: Added to smolagents' ``BASE_BUILTIN_MODULES`` to make the default list of authorised imports.
+#: Left out on purpose, because they hand the code a path to ``os`` that the interpreter's
+#: checks do not see: ``operator`` (``attrgetter('_os.open')(random)`` walks attributes in C),
+#: ``string`` (``Formatter().get_field('0._os.open', [random], {})`` does it in Python) and
+#: ``typing`` (``get_type_hints`` evaluates annotations: ``__import__('os')...`` ran).
 EXTRA_AUTHORIZED_IMPORTS = (
     "bisect",
     "collections",
@@ -58,13 +62,10 @@ EXTRA_AUTHORIZED_IMPORTS = (
     "itertools",
     "json",
     "math",
-    "operator",
     "random",
     "re",
     "statistics",
-    "string",
     "textwrap",
-    "typing",
 )
 
 # smolagents' message for a name that is not defined; Python's own exception for it is NameError.
