@@ -27,7 +27,8 @@ async def server_info(endpoint: Endpoint) -> dict[str, Any]:
     else:
         url = urlsplit(endpoint.url)
         reader, writer = await asyncio.open_connection(url.hostname, url.port)
-    writer.write(b"GET /info HTTP/1.0\r\nHost: localhost\r\n\r\n")
+    auth = f"Authorization: Bearer {endpoint.token}\r\n" if endpoint.token else ""
+    writer.write(f"GET /info HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n".encode())
     response = await reader.read()
     writer.close()
     info: dict[str, Any] = json.loads(response.split(b"\r\n\r\n", 1)[1])
