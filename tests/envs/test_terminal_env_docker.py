@@ -207,6 +207,19 @@ async def test_pid_1_does_not_show_the_token(env: AsyncTerminalEnv) -> None:
     assert "OPENENV_TOKEN=" not in (await run(env, "tr '\\0' '\\n' < /proc/1/environ")).stdout
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the server and the shells run as one user in the container, so the shell can signal "
+    "the server (kill $PPID, pkill -f openenv); a separate user for the shells needs privilege "
+    "the container does not have (known gap, see the README)",
+)
+def test_the_shell_cannot_kill_the_server() -> None:
+    with TerminalEnv.from_docker_image(IMAGE) as victim:
+        victim.reset()
+        victim.step(Exec("kill -9 $PPID"))
+        assert victim.step(Exec("echo survived")).observation.stdout == "survived\n"
+
+
 @module_loop
 async def test_filling_the_workspace_disk(env: AsyncTerminalEnv) -> None:
     full = await run(env, "dd if=/dev/zero of=big bs=1M count=4096", timeout_s=60)
