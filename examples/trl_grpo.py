@@ -309,6 +309,7 @@ def main(argv: list[str] | None = None) -> dict:
         LocalProcessProvider("envs.echo_env"),
         max_sessions=BATCH,
         sessions_per_server=2,
+        tools="actions",  # the echo action (rewarded), not the env's unrewarded echo_message
     )
     tool_schemas = [get_json_schema(factory().echo)]
     tokenizer = build_tokenizer(tool_schemas)

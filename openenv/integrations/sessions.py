@@ -25,7 +25,7 @@ from openenv.client.async_client import AsyncEnvClient
 from openenv.client.portal import run_sync
 from openenv.endpoint import Endpoint
 from openenv.exceptions import OpenEnvError, PoolError
-from openenv.integrations.tools import ToolCallError, ToolSpec
+from openenv.integrations.tools import ToolCallError, ToolSpec, declared_tools, tools_of
 from openenv.launch.pool import EnvPool
 from openenv.providers.base import Provider
 from openenv.providers.endpoints import EndpointProvider
@@ -116,6 +116,33 @@ class Sessions(Generic[ClientT]):
             raise
         return lease
 
+    def declared_tools(self) -> list[ToolSpec]:
+        """The tools the env declares (``list_tools``; none for most envs), asked of one of
+        the sessions (so the servers start here)."""
+        lease = self.lease()
+        try:
+            assert lease.client is not None
+            return declared_tools(run_sync(lease.client.list_tools()))
+        finally:
+            lease.give_back()
+
+    def tools(self, which: str = "auto", tool_name: str | None = None) -> list[ToolSpec]:
+        """The env's tools for a trainer: ``"actions"``, one per action kind (no server
+        needed); ``"declared"``, the env's own ``@tool`` methods (asked of a session, so the
+        servers start here); ``"auto"``, the declared tools and then one per action kind whose
+        name no declared tool takes (the terminal env: its exec, read_file and write_file
+        tools, and evaluate, list_dir, ... from its actions)."""
+        if which not in ("auto", "actions", "declared"):
+            raise ValueError(f"tools must be 'auto', 'actions' or 'declared', not {which!r}")
+        actions = tools_of(self.client_cls.action_type, tool_name)
+        if which == "actions":
+            return actions
+        declared = self.declared_tools()
+        if which == "declared":
+            return declared
+        taken = {spec.name for spec in declared}
+        return [*declared, *(spec for spec in actions if spec.name not in taken)]
+
     def close(self) -> None:
         """Close every session and stop every server. Idempotent."""
         with self._lock:
@@ -190,9 +217,12 @@ class EpisodeSession:
                 raise ToolCallError(f"{spec.name}(): no episode (reset first)")
             if self.done:
                 raise ToolCallError(f"{spec.name}(): the episode is over; no more calls")
-            action = spec.action(arguments)
+            action = None if spec.build is None else spec.action(arguments)
             try:
-                result = run_sync(self._env.step(action))
+                if action is None:  # a tool the env declares: called by name
+                    result = run_sync(self._env.call_tool(spec.name, **arguments))
+                else:
+                    result = run_sync(self._env.step(action))
             except OpenEnvError as exc:
                 raise ToolCallError(f"{spec.name}() failed: {exc}") from exc
         except ToolCallError:

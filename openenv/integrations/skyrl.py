@@ -42,7 +42,6 @@ from openenv.integrations.tools import (
     ToolSpec,
     observation_text,
     parse_tool_calls,
-    tools_of,
 )
 from openenv.types import Observation
 
@@ -59,6 +58,7 @@ def register(
     max_sessions: int,
     sessions_per_server: int = 16,
     reset_fields: Sequence[str] = (),
+    tools: str = "auto",
     tool_name: str | None = None,
     render: Callable[[Observation], str] = observation_text,
     max_turns: int = 8,
@@ -68,7 +68,8 @@ def register(
     """Register ``env_id`` with skyrl-gym: ``skyrl_gym.make(env_id, ...)`` then makes an
     openenv text env over a session of ``client_cls`` from ``where`` (a provider, or the
     endpoint(s) of running servers). Returns the sessions behind it (``close()`` them when
-    training ends). ``max_sessions`` bounds the episodes at once; more wait for a session."""
+    training ends). ``max_sessions`` bounds the episodes at once; more wait for a session.
+    ``tools`` and ``tool_name`` are :class:`~openenv.integrations.trl.EnvironmentFactory`'s."""
     import skyrl_gym
 
     sessions: Sessions[Any] = Sessions(
@@ -80,14 +81,14 @@ def register(
         wait=True,
     )
     env_class = text_env_class()
-    tools = tools_of(client_cls.action_type, tool_name)
+    specs = sessions.tools(tools, tool_name)
 
     def make(env_config: Any = None, extras: dict[str, Any] | None = None) -> Any:
         return env_class(
             env_config,
             extras,
             sessions=sessions,
-            tools=tools,
+            tools=specs,
             reset_fields=tuple(reset_fields),
             render=render,
             max_turns=max_turns,

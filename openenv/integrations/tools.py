@@ -16,16 +16,24 @@ import operator
 import re
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from openenv.exceptions import OpenEnvError
+from openenv.tools import Tool, ToolResult
 from openenv.types import Action, Observation
 
-__all__ = ["ToolCallError", "ToolSpec", "observation_text", "parse_tool_calls", "tools_of"]
+__all__ = [
+    "ToolCallError",
+    "ToolSpec",
+    "declared_tools",
+    "observation_text",
+    "parse_tool_calls",
+    "tools_of",
+]
 
 # Fields every observation carries; the model is not shown them (the reward is the trainer's).
 _BOOKKEEPING = ("reward", "done", "metadata")
@@ -47,19 +55,23 @@ class ToolSpec:
         description: what the call does (the action type's docstring).
         parameters: (name, annotation, default, description) per argument; default is
             ``inspect.Parameter.empty`` for a required one.
-        build: makes the action from the call's keyword arguments.
+        build: makes the action from the call's keyword arguments; None for a tool the env
+            declares (``@tool``), which is called by name (``call_tool``) and checks its own
+            arguments.
     """
 
     name: str
     description: str
     parameters: tuple[tuple[str, Any, Any, str], ...]
-    build: Callable[[Mapping[str, Any]], Action]
+    build: Callable[[Mapping[str, Any]], Action] | None = None
 
     def action(self, arguments: Mapping[str, Any]) -> Action:
         """The action for one call, or :class:`ToolCallError` saying what is wrong with it."""
         unknown = sorted(set(arguments) - {p[0] for p in self.parameters})
         if unknown:
             raise ToolCallError(f"{self.name}() got unexpected arguments {unknown}")
+        if self.build is None:
+            raise TypeError(f"{self.name} is a declared tool: call it by name, not as an action")
         try:
             return self.build(arguments)
         except msgspec.ValidationError as exc:
@@ -84,6 +96,42 @@ class ToolSpec:
             lines.append("")
         lines += ["Returns:", "    What the environment observed after the action."]
         return "\n".join(lines)
+
+
+_JSON_TYPES: dict[str, Any] = {
+    "string": str,
+    "integer": int,
+    "number": float,
+    "boolean": bool,
+    "array": list,
+    "object": dict,
+}
+
+
+def declared_tools(tools: Sequence[Tool]) -> list[ToolSpec]:
+    """The tools an env declares (``@tool``, listed by ``list_tools``) as tool specs: typed
+    from each tool's JSON Schema (a type it does not name, or a union, is ``dict``)."""
+    specs = []
+    for tool in tools:
+        schema = tool.input_schema
+        required = set(schema.get("required", ()))
+        parameters = []
+        for name, prop in schema.get("properties", {}).items():
+            kind = prop.get("type") if isinstance(prop, dict) else None
+            annotation = _JSON_TYPES.get(kind, dict) if isinstance(kind, str) else dict
+            default = inspect.Parameter.empty if name in required else prop.get("default")
+            if name not in required and default is None:
+                annotation = annotation | None
+            text = prop.get("description") or f"the {name} argument of {tool.name}"
+            parameters.append((name, annotation, default, str(text)))
+        specs.append(
+            ToolSpec(
+                name=tool.name,
+                description=tool.description or f"The env's {tool.name} tool.",
+                parameters=tuple(parameters),
+            )
+        )
+    return specs
 
 
 def tools_of(action_type: type[Action], name: str | None = None) -> list[ToolSpec]:
@@ -224,7 +272,15 @@ def _tool_name(type_name: str) -> str:
 def observation_text(observation: Observation) -> str:
     """What the model reads of an observation: its own fields (not reward, done or metadata)
     that differ from their defaults, one ``name: value`` line each; a lone field is given as
-    its value alone."""
+    its value alone. A declared tool's result is its ``result`` (or ``error: ...``)."""
+    if isinstance(observation, ToolResult):
+        if observation.error is not None:
+            return f"error: {observation.error.type}: {observation.error.message}"
+        result = observation.result
+        if isinstance(result, dict):  # an observation's fields: those that say something
+            said = [(k, v) for k, v in result.items() if v not in (None, "", [], {}, False)]
+            return "\n".join(f"{name}: {value}" for name, value in said)
+        return str(result)
     info = msgspec.inspect.type_info(type(observation))
     shown = []
     if isinstance(info, msgspec.inspect.StructType):

@@ -46,7 +46,7 @@ from openenv.integrations.sessions import (
     Where,
     provider_of,
 )
-from openenv.integrations.tools import ToolCallError, ToolSpec, observation_text, tools_of
+from openenv.integrations.tools import ToolCallError, ToolSpec, observation_text
 from openenv.launch.pool import EnvPool, PoolStats
 from openenv.types import Action, Observation
 
@@ -118,6 +118,11 @@ class EnvironmentFactory(Generic[ClientT]):
         sessions_per_server: sessions sharing one server.
         reset_fields: dataset columns passed to the env's ``reset`` as options, besides
             ``seed`` and ``episode_id``.
+        tools: which tools the model gets: ``"auto"`` (the env's declared ``@tool`` methods,
+            then one per action kind not named like one of them), ``"actions"`` (one per
+            action kind only; starts no server until the first reset) or ``"declared"``.
+            Listing declared tools asks a session, so with ``"auto"`` and ``"declared"`` the
+            servers start here.
         tool_name: the tool's name for an env with one action kind (default: from the action
             type, ``EchoAction`` -> ``echo``).
         render: the text the model reads of an observation (default:
@@ -133,12 +138,12 @@ class EnvironmentFactory(Generic[ClientT]):
         max_sessions: int,
         sessions_per_server: int = 16,
         reset_fields: Sequence[str] = (),
+        tools: str = "auto",
         tool_name: str | None = None,
         render: Callable[[Observation], str] = observation_text,
         timeout: float | None = 60.0,
     ) -> None:
         self.client_cls = client_cls
-        self.tools = tools_of(client_cls.action_type, tool_name)
         self._sessions: Sessions[ClientT] = Sessions(
             client_cls,
             where,
@@ -146,6 +151,7 @@ class EnvironmentFactory(Generic[ClientT]):
             sessions_per_server=sessions_per_server,
             timeout=timeout,
         )
+        self.tools = self._sessions.tools(tools, tool_name)
         namespace: dict[str, Any] = {
             "__doc__": f"A {client_cls.__name__} session for one TRL rollout.",
             "_sessions": self._sessions,

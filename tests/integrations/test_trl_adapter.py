@@ -29,10 +29,35 @@ def factory() -> Iterator[EnvironmentFactory[AsyncEchoEnv]]:
 def test_the_only_public_methods_are_reset_get_reward_and_the_tools(factory) -> None:
     env = factory()
     public = sorted(n for n, _ in inspect.getmembers(env, inspect.ismethod) if n[0] != "_")
-    assert public == ["echo", "get_reward", "reset"]
+    # The env's declared tool (echo_message) and one per action kind (EchoAction -> echo).
+    assert public == ["echo", "echo_message", "get_reward", "reset"]
     # TRL reads a tool's schema from its signature and docstring.
     assert str(inspect.signature(env.echo)) == "(message: str) -> str"
     assert "Args:\n    message:" in env.echo.__doc__
+    assert str(inspect.signature(env.echo_message)) == "(message: str) -> str"
+    assert "Args:\n    message: the text to echo." in env.echo_message.__doc__
+
+
+def test_which_tools() -> None:
+    actions = EnvironmentFactory(
+        AsyncEchoEnv, LocalProcessProvider("envs.echo_env"), max_sessions=1, tools="actions"
+    )
+    assert [spec.name for spec in actions.tools] == ["echo"]
+    assert actions.pool.servers == []  # only action kinds: nothing started to list tools
+    actions.close()
+    declared = EnvironmentFactory(
+        AsyncEchoEnv, LocalProcessProvider("envs.echo_env"), max_sessions=1, tools="declared"
+    )
+    try:
+        assert [spec.name for spec in declared.tools] == ["echo_message"]
+        env = declared()
+        env.reset()
+        assert env.echo_message(message="Hello!") == "Hello!"  # a call_tool, by name
+        with pytest.raises(ToolCallError, match="Expected `str`, got `int`"):
+            env.echo_message(message=3)  # the server checks a declared tool's arguments
+        assert env.get_reward() == 0.0  # echo_message gives no reward
+    finally:
+        declared.close()
 
 
 def test_an_episode_as_trl_runs_it(factory) -> None:
@@ -107,6 +132,9 @@ def test_a_terminal_task_with_one_tool_per_operation() -> None:
             "evaluate", "exec", "get_reward", "kill", "list_dir", "poll", "read_file", "reset",
             "start", "write_file",
         ]  # fmt: skip
+        # exec, read_file and write_file are the env's declared tools; the rest its actions.
+        assert [spec.build is None for spec in factory.tools[:3]] == [True, True, True]
+        assert "bash source" in env.exec.__doc__
         first = env.reset(task="count_errors", prompt="ignored")
         assert "Count the files under logs/" in first
         solution = "grep -rlw ERROR logs --include='*.log' | wc -l"
