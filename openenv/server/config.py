@@ -20,7 +20,7 @@ def hide_token() -> None:
     code is imported: what the env starts (interpreters, shells, tools) then inherits no
     token. ``ServerConfig.from_env()`` still finds it. Idempotent."""
     token = os.environ.pop("OPENENV_TOKEN", None)
-    if token is not None:
+    if token:  # an empty one means no token
         _hidden["token"] = token
 
 
@@ -95,7 +95,9 @@ class ServerConfig:
             ping_interval=_optional_float(env.get("OPENENV_PING_INTERVAL"), default.ping_interval),
             ping_timeout=_optional_float(env.get("OPENENV_PING_TIMEOUT"), default.ping_timeout),
             step_timeout=_optional_float(env.get("OPENENV_STEP_TIMEOUT"), default.step_timeout),
-            token=env.get("OPENENV_TOKEN") or (_hidden.get("token") if environ is None else None),
+            token=env.get("OPENENV_TOKEN")
+            or (_hidden.get("token") if environ is None else None)
+            or None,
             fork_ticket_ttl=float(env.get("OPENENV_FORK_TICKET_TTL", default.fork_ticket_ttl)),
             metrics=env.get("OPENENV_METRICS", "1").strip().lower()
             not in ("0", "false", "no", "off"),

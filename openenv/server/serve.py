@@ -31,7 +31,7 @@ from openenv.endpoint import is_loopback
 from openenv.exceptions import ServeError
 from openenv.registry import resolve
 from openenv.server.config import ServerConfig, hide_token
-from openenv.server.gate import Gate
+from openenv.server.gate import Gate, raise_fd_limit
 from openenv.server.ws_protocol import EnvWebSocketProtocol
 
 __all__ = [
@@ -135,6 +135,7 @@ def serve(
     """
     hide_token()
     _not_dumpable()
+    raise_fd_limit()  # connections are capped below it (see gate)
     _log_to_stderr(log_level, log_format)
     app = load_app(target) if isinstance(target, str) else target
     config = _config_of(app) or ServerConfig.from_env()
