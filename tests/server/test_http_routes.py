@@ -145,3 +145,12 @@ def test_openapi_lists_the_routes_and_mcp_answers_in_json_rpc() -> None:
         assert answer.json()["id"] == 7 and answer.json()["error"]["code"] == -32601
         assert client.post("/mcp", json={}).json()["error"]["code"] == -32600
         assert client.post("/mcp", content=b"{").json()["error"]["code"] == -32700
+
+
+def test_an_empty_token_means_none_even_once_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    from openenv.server import config
+
+    monkeypatch.setenv("OPENENV_TOKEN", "")
+    monkeypatch.setattr(config, "_hidden", {})
+    config.hide_token()  # as openenv serve does before importing the env
+    assert config.ServerConfig.from_env().token is None
