@@ -43,7 +43,15 @@ GYM_IMAGE = image_name("envs/gym_env")
 
 
 class AsyncGymClient(AsyncEnv[GymAction, GymObservation, GymState]):
-    """Async client of a served Gymnasium env (``openenv serve gym:<id>``)."""
+    """Async client of a served Gymnasium env (``openenv serve gym:<id>``).
+
+    Its ``connect_timeout`` defaults to 60 s: a server makes each session's env
+    (``gymnasium.make``, e.g. loading an Atari ROM) as the session opens, one after another, so
+    the last of many sessions opened at once (a pool) waits for all the others'.
+    """
+
+    def __init__(self, *args: Any, connect_timeout: float = 60.0, **kwargs: Any) -> None:
+        super().__init__(*args, connect_timeout=connect_timeout, **kwargs)
 
 
 class GymClient(Env[GymAction, GymObservation, GymState]):

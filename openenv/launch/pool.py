@@ -206,8 +206,14 @@ class EnvPool(Generic[ClientT]):
                 handles = await asyncio.gather(
                     *(self._start_server(progress) for _ in range(servers))
                 )
+            opening = asyncio.Semaphore(_OPEN_AT_ONCE)
+
+            async def open_session(handle: ServerHandle) -> ClientT:
+                async with opening:
+                    return await self._connect(handle)
+
             clients = await asyncio.gather(
-                *(self._connect(handles[i // self.sessions_per_server]) for i in range(self.size))
+                *(open_session(handles[i // self.sessions_per_server]) for i in range(self.size))
             )
         except BaseException:
             await self.close()
@@ -490,6 +496,10 @@ class EnvPool(Generic[ClientT]):
 
 
 _SHOW_PROGRESS_AFTER_S = 1.0
+# Sessions opening at once: below a server's limit on pending handshakes (ServerConfig's
+# max_pending, 64), past which it closes the oldest: a pool of 128 sessions on one server
+# opened all at once lost half of them.
+_OPEN_AT_ONCE = 32
 
 
 class Forks(Generic[ClientT]):

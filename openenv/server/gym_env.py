@@ -40,9 +40,19 @@ class GymEnvironment(Environment[GymAction, GymObservation, GymState]):
     make_kwargs: ClassVar[dict[str, Any]] = {}
 
     def __init__(self) -> None:
-        self.env = gymnasium.make(self.env_id, **self.make_kwargs)
+        # Made at the first reset, not here: a server makes a session's env as the session
+        # opens, on its event loop, and many sessions opening at once (a pool of Atari envs)
+        # would otherwise stall every handshake behind the others' ROM loads.
+        self._env: gymnasium.Env[Any, Any] | None = None
         self._state = GymState(env_id=self.env_id)
         self._observation = cast(type[GymObservation], self.observation_type)
+
+    @property
+    def env(self) -> gymnasium.Env[Any, Any]:
+        """The Gymnasium env (made on first use)."""
+        if self._env is None:
+            self._env = gymnasium.make(self.env_id, **self.make_kwargs)
+        return self._env
 
     def reset(
         self, seed: int | None = None, episode_id: str | None = None, **options: Any
@@ -87,7 +97,8 @@ class GymEnvironment(Environment[GymAction, GymObservation, GymState]):
         return copy
 
     def close(self) -> None:
-        self.env.close()
+        if self._env is not None:
+            self._env.close()
 
 
 def gym_environment(env_id: str, make_kwargs: dict[str, Any] | None = None) -> type[GymEnvironment]:

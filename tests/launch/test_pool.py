@@ -38,6 +38,14 @@ async def test_batch_results_come_back_in_env_order() -> None:
         assert len({env.endpoint.unix_socket for env in pool.envs}) == 2
 
 
+async def test_more_sessions_on_one_server_than_it_takes_pending_handshakes() -> None:
+    # A server closes handshakes past its max_pending (64 by default): the pool opens its
+    # sessions a few at a time, so 150 on one server all open.
+    async with echo_pool(150, sessions_per_server=150, show_progress=False) as pool:
+        results = await pool.reset()
+        assert len(results) == 150 and len(pool.servers) == 1
+
+
 async def test_step_needs_one_action_per_env() -> None:
     async with echo_pool(2) as pool:
         with pytest.raises(ValueError, match="expected 2 actions"):
