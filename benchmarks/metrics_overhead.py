@@ -5,7 +5,8 @@ third pool whose clients count too (EnvPool(registry=...)), in interleaved round
 The three pools run side by side (each its own server processes, one per core), and each round
 measures all three back to back, reversing the order every other round; a ratio is taken
 within a round and reported as the median (and range) over rounds: the machine is shared, and
-only measurements taken back to back see the same machine.
+only measurements taken back to back see the same machine. CPU per step (client process, and
+the servers summed) is reported too: it moves less with the load than steps/s.
 
     .venv/bin/python benchmarks/metrics_overhead.py [--sessions 256] [--seconds 2] [--rounds 9]
         [--json benchmarks/results/metrics_overhead.json]
@@ -28,16 +29,16 @@ from envs.echo_env import AsyncEchoEnv, EchoAction
 from openenv import EnvPool
 from openenv.bench import run_fast
 from openenv.bench.references import Reference
-from openenv.bench.runner import BenchOptions, _interleaved, raise_fd_limit
+from openenv.bench.runner import BenchOptions, LoopFigures, _closed_loops, raise_fd_limit
 from openenv.providers import LocalProcessProvider
 
 
-async def measure(sessions: int, seconds: float, rounds: int) -> dict[str, object]:
+async def measure(sessions: int, seconds: float, rounds_wanted: int) -> dict[str, object]:
     raise_fd_limit()
     servers = os.cpu_count() or 1
     per_server = -(-sessions // servers)
     action = EchoAction(message="x" * 100)
-    options = BenchOptions(sessions=sessions, duration=seconds, rounds=rounds, progress=False)
+    options = BenchOptions(sessions=sessions, duration=seconds, progress=False)
     variants = {
         "off": ({"OPENENV_METRICS": "0"}, None),
         "on": ({"OPENENV_METRICS": "1"}, None),
@@ -60,35 +61,42 @@ async def measure(sessions: int, seconds: float, rounds: int) -> dict[str, objec
             await pool.reset()
             calls = [functools.partial(env.step, action) for env in pool.envs]
             measured[name] = Reference(calls, [int(s.id) for s in provider.running()])
-        # "ours" is the name _interleaved takes its ratios against: here, metrics off.
-        figures, ratios = await _interleaved(
-            {"ours": measured["off"], "on": measured["on"], "on+client": measured["on+client"]},
-            options,
-        )
-    # ratios hold off / variant per round: on / off is its inverse.
-    overhead = {
-        name: {
-            "steps_per_s_ratio_median": statistics.median(1 / r for r in per_round),
-            "steps_per_s_ratio_range": [
-                min(1 / r for r in per_round),
-                max(1 / r for r in per_round),
-            ],
-            "per_round": [round(1 / r, 4) for r in per_round],
+        names = list(measured)
+        rounds: dict[str, list[LoopFigures]] = {name: [] for name in names}
+        for index in range(rounds_wanted):
+            for name in names if index % 2 == 0 else names[::-1]:
+                calls, pids = measured[name].calls, measured[name].pids
+                rounds[name].append(await _closed_loops(calls, options, name, pids))
+    vs_off = {}
+    for name in names[1:]:
+        ratios = [
+            v.steps_per_s / off.steps_per_s
+            for v, off in zip(rounds[name], rounds["off"], strict=True)
+        ]
+        vs_off[name] = {
+            "steps_per_s_ratio_median": statistics.median(ratios),
+            "steps_per_s_ratio_range": [min(ratios), max(ratios)],
+            "per_round": [round(r, 4) for r in ratios],
         }
-        for name, per_round in ratios.items()
+    cpu = {
+        name: {
+            "client_cpu_us_per_step_median": statistics.median(f.cpu_us_per_step for f in figures),
+            "server_cpu_us_per_step_median": statistics.median(
+                f.server_cpu_us_per_step or 0.0 for f in figures
+            ),
+            "steps_per_s_median": statistics.median(f.steps_per_s for f in figures),
+        }
+        for name, figures in rounds.items()
     }
     return {
         "command": " ".join(["benchmarks/metrics_overhead.py", *sys.argv[1:]]),
         "sessions": sessions,
         "servers_per_variant": servers,
         "seconds_per_measurement": seconds,
-        "rounds": rounds,
-        "load_before": os.getloadavg(),
-        "median_round": {
-            ("off" if name == "ours" else name): dataclasses.asdict(f)
-            for name, f in figures.items()
-        },
-        "vs_off": overhead,
+        "rounds": rounds_wanted,
+        "per_variant": cpu,
+        "vs_off": vs_off,
+        "rounds_raw": {name: [dataclasses.asdict(f) for f in rounds[name]] for name in names},
     }
 
 
@@ -108,8 +116,12 @@ def main() -> None:
             f"{name:>9} / off: {figures['steps_per_s_ratio_median']:.3f} steps/s "
             f"(range {low:.3f}-{high:.3f}, {args.rounds} rounds)"
         )
-    for name, figures in result["median_round"].items():  # type: ignore[union-attr]
-        print(f"{name:>9}: {figures['steps_per_s']:,.0f} steps/s, p50 {figures['p50_ms']:.2f} ms")
+    for name, figures in result["per_variant"].items():  # type: ignore[union-attr]
+        print(
+            f"{name:>9}: {figures['steps_per_s_median']:,.0f} steps/s; CPU per step: client "
+            f"{figures['client_cpu_us_per_step_median']:.1f} µs, servers "
+            f"{figures['server_cpu_us_per_step_median']:.1f} µs (medians)"
+        )
     print(f"load average before {load}, after {result['load_after']}")
     if args.json:
         with open(args.json, "w") as out:

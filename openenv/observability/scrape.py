@@ -52,7 +52,8 @@ class Snapshot:
     errors: int = 0
     cpu_seconds: float = 0.0
     memory_bytes: int = 0
-    #: Cumulative step-time histogram: upper bound in seconds -> steps at or below it.
+    #: Cumulative step-time histogram (of the timed steps: the server samples them): upper
+    #: bound in seconds -> steps at or below it.
     step_buckets: dict[float, float] = field(default_factory=dict)
 
 
@@ -66,7 +67,7 @@ def parse(text: str, taken: float | None = None) -> Snapshot:
             name, value = sample.name, sample.value
             if name == "openenv_server_sessions":
                 snapshot.sessions = int(value)
-            elif name == "openenv_server_step_seconds_count":
+            elif name == "openenv_server_requests_total" and sample.labels["kind"] == "step":
                 snapshot.steps += int(value)
             elif name == "openenv_server_errors_total":
                 snapshot.errors += int(value)

@@ -2,8 +2,8 @@
 
 openenv uses ``opentelemetry-api`` only. :func:`tracer` answers None while no SDK tracer
 provider is set (or the API is not installed), and the callers then skip tracing altogether:
-no span objects, no context on the wire, nothing per step. It is asked when a session opens,
-so configure the SDK before opening sessions.
+no span objects, no context on the wire, nothing per step. A client asks when it is made, a
+server session when it opens: configure the SDK before either.
 
 The client's span of a request travels to the server as the request's ``trace`` field (a W3C
 trace context, written by the configured propagator), and the server's span of that request

@@ -87,7 +87,7 @@ class Session:
         # Spans for every request when the process has an OpenTelemetry SDK (then no request
         # takes the hot path, which has none); else only the request's own trace field counts.
         self._tracer = tracing.tracer("openenv.server")
-        self._began = 0.0  # when the request being handled came in (counted with metrics)
+        self._began = 0.0  # when the request being handled came in, if it is timed
         if was_reset:  # a forked session continues its parent's episode
             self._episode_started()
 
@@ -103,9 +103,16 @@ class Session:
         """The reply to one request frame, in the kind of frame it came in."""
         metrics = self._metrics
         if metrics is not None:
-            self._began = _clock()
             metrics.frames_in += 1
             metrics.bytes_in += len(frame)
+            # Step times are sampled (see ServerMetrics.countdown); 0.0: this one is not timed.
+            countdown = metrics.countdown - 1
+            if countdown:
+                metrics.countdown = countdown
+                self._began = 0.0
+            else:
+                metrics.countdown = metrics.every
+                self._began = _clock()
         step = self._sync_step
         if step is None or frame.__class__ is not bytes or len(frame) > self._max_frame_bytes:
             return self._decoded(frame)
@@ -117,20 +124,32 @@ class Session:
             return self._decoded(frame)  # says what is wrong with it
         if request.__class__ is not Step or request.trace is not None:
             return self._request(request, frame)
-        if metrics is not None:
-            metrics.requests[_STEP] += 1
-            entered = _clock()
+        if metrics is None:
+            try:
+                observation = step(request.action)
+            except Exception as exc:
+                return self._env_raised(exc, request.id, frame)
+            if observation.__class__ is not self._observation_type:
+                return self._call(request.id, frame, _result, lambda: observation)
+            return self._encode_binary(Result(id=request.id, observation=observation))
+        began = self._began
+        entered = _clock() if began else 0.0
         try:
             observation = step(request.action)
         except Exception as exc:
+            metrics.requests[_STEP] += 1
             return self._env_raised(exc, request.id, frame)
         if observation.__class__ is not self._observation_type:
+            metrics.requests[_STEP] += 1
             return self._call(request.id, frame, _result, lambda: observation)
-        if metrics is None:
-            return self._encode_binary(Result(id=request.id, observation=observation))
+        if not began:
+            reply = self._encode_binary(Result(id=request.id, observation=observation))
+            metrics.hot_steps += 1
+            metrics.hot_bytes_out += len(reply)
+            return reply
         left = _clock()
         reply = self._encode_binary(Result(id=request.id, observation=observation))
-        metrics.step_answered(self._began, left - entered, len(reply))
+        metrics.step_timed(began, entered, left, len(reply))
         return reply
 
     def _decoded(self, frame: bytes | str) -> Reply:
@@ -287,7 +306,7 @@ class Session:
             return self._out(reply(request_id, result), frame)
         metrics, left = self._metrics, _clock()
         out = self._out(_result(request_id, result), frame)
-        if metrics is not None:
+        if metrics is not None and self._began:
             metrics.stepped("openenv", _clock() - self._began, left - entered)
         return out
 

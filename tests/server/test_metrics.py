@@ -3,6 +3,7 @@ prometheus-client's own parser from a real uvicorn server."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -14,8 +15,12 @@ from envs.echo_env.models import EchoAction, EchoObservation
 from envs.echo_env.server.echo_environment import EchoEnvironment
 from openenv.client.async_client import AsyncEnvClient
 from openenv.exceptions import AuthenticationError, CapacityError, EnvError, NotResetError
+from openenv.observability.timings import BUCKETS
+from openenv.protocol import PROTOCOL_VERSION, Codec, Hello, Reset, Step, request_type
 from openenv.server import ServerConfig, create_app
-from openenv.server.metrics import DIALECTS, KINDS
+from openenv.server import metrics as metrics_module
+from openenv.server.metrics import DIALECTS, KINDS, SAMPLE_EVERY, ServerMetrics
+from openenv.server.session import Session
 from tests.conftest import running_server
 
 TOKEN = "metrics-test-token"
@@ -52,7 +57,8 @@ def value(samples: dict[tuple[str, frozenset[Any]], float], name: str, **labels:
     return samples[name, frozenset(labels.items())]
 
 
-async def test_exact_counts_after_known_traffic() -> None:
+async def test_exact_counts_after_known_traffic(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics_module, "SAMPLE_EVERY", 1)  # time every step: exact counts
     config = ServerConfig(token=TOKEN, max_sessions=2)
     async with running_server(create_app(Fragile, config=config)) as address:
         async with AsyncEchoEnv(address, token=TOKEN) as env:
@@ -83,12 +89,14 @@ async def test_exact_counts_after_known_traffic() -> None:
     assert value(samples, "openenv_server_requests_total", kind="state", dialect="openenv") == 1
     assert value(samples, "openenv_server_requests_total", kind="fork", dialect="openenv") == 1
     assert value(samples, "openenv_server_requests_total", kind="close", dialect="openenv") == 2
-    assert value(samples, "openenv_server_step_seconds_count", dialect="openenv") == 8
-    assert value(samples, "openenv_server_step_env_seconds_count", dialect="openenv") == 8
-    assert value(samples, "openenv_server_step_seconds_bucket", dialect="openenv", le="+Inf") == 8
-    total = value(samples, "openenv_server_step_seconds_sum", dialect="openenv")
-    in_env = value(samples, "openenv_server_step_env_seconds_sum", dialect="openenv")
-    assert 0 < in_env <= total
+    # Step times are sampled (the first request is timed, then one in 16 while steps are
+    # fast): of the 8 steps answered, one or more; test_step_times_are_sampled counts exactly.
+    timed = value(samples, "openenv_server_step_seconds_count", dialect="openenv")
+    assert 1 <= timed <= 8
+    assert value(samples, "openenv_server_step_env_seconds_count", dialect="openenv") == timed
+    assert (
+        value(samples, "openenv_server_step_seconds_bucket", dialect="openenv", le="+Inf") == timed
+    )
     assert value(samples, "openenv_server_errors_total", code="env_error") == 2
     assert value(samples, "openenv_server_errors_total", code="not_reset") == 1
     assert value(samples, "openenv_server_errors_total", code="invalid_message") == 0
@@ -106,6 +114,44 @@ async def test_exact_counts_after_known_traffic() -> None:
     assert value(samples, "openenv_server_received_bytes_total") > 0
     assert value(samples, "process_resident_memory_bytes") > 0
     assert ("process_cpu_seconds_total", frozenset()) in samples
+
+
+def _session(env_cls: type[EchoEnvironment], metrics: ServerMetrics) -> Any:
+    codec = Codec(request_type(EchoAction))
+    hello = Hello(protocol=PROTOCOL_VERSION, env="echo", session_id="s")
+    session = Session(env_cls(), codec, hello, ServerConfig(), metrics=metrics)
+    session.handle(codec.encode(Reset(id=1)))
+    return session, codec
+
+
+def test_step_times_are_sampled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics_module, "_SLOW_STEP_S", float("inf"))  # every step is "fast"
+    metrics = ServerMetrics()
+    session, codec = _session(EchoEnvironment, metrics)
+    for request_id in range(2, 2 + 2 * SAMPLE_EVERY):
+        session.handle(codec.encode(Step(request_id, EchoAction(message="x"))))
+    # The reset was request 1 (timed: the first request is); then requests 17 and 33.
+    assert metrics.hot_steps == 2 * SAMPLE_EVERY
+    assert metrics.step_total["openenv"].count == metrics.step_env["openenv"].count == 2
+
+
+class Slow(EchoEnvironment):
+    def step(self, action: EchoAction) -> EchoObservation:
+        time.sleep(0.002)  # a step slower than 1 ms: every one is timed
+        return super().step(action)
+
+
+def test_slow_steps_are_all_timed() -> None:
+    metrics = ServerMetrics()
+    session, codec = _session(Slow, metrics)
+    steps = SAMPLE_EVERY + 10
+    for request_id in range(2, 2 + steps):
+        session.handle(codec.encode(Step(request_id, EchoAction(message="x"))))
+    # The reset (request 1) was timed; the first step timed is request 1 + SAMPLE_EVERY, and
+    # being slow, every step after it is too.
+    assert metrics.step_total["openenv"].count == steps - (SAMPLE_EVERY - 1)
+    env = metrics.step_env["openenv"]
+    assert sum(env.counts[: BUCKETS.index(0.0025)]) == 0  # none under 2 ms, they slept
 
 
 async def test_label_sets_are_bounded_and_named_by_convention() -> None:
