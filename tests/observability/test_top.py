@@ -101,13 +101,16 @@ def _shows_servers(ids: list[str]) -> Callable[[str], bool]:
 async def test_top_in_a_terminal(tmux: str, key: str, code: int) -> None:
     top = f"{sys.executable} -m openenv top --interval 0.3"
     # After top: its exit code, and whether the terminal is back in canonical, echoing mode.
-    command = f"{top}; echo top exited $?; stty -a | grep -o -e '-*icanon' -e '-*echo ' ; sleep 60"
+    command = (
+        f"{top}; echo top exited $?; stty -a | grep -o -e '-*icanon' -e '-*echo '; "
+        "echo checked; sleep 60"
+    )
     async with stepping_pool() as pool, terminal(tmux, command) as term:
         ids = [server.id for server in pool.servers]
         shown = await screen_until(term, _shows_servers(ids))
         assert "SESSIONS" in shown and "STEPS/S" in shown and "q quits" in shown
         await term("send-keys", "-t", "t", key)
-        after = await screen_until(term, lambda text: "top exited" in text)
+        after = await screen_until(term, lambda text: "\nchecked" in text)
     lines = [line.strip() for line in after.splitlines()]
     assert f"top exited {code}" in lines
     assert "icanon" in lines and "echo" in lines  # not -icanon, -echo: the terminal is back
