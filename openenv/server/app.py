@@ -280,6 +280,7 @@ class _EnvServer:
         try:
             session = self.http_sessions.attach(session_id)
         except SessionRefused as exc:
+            self._refused("other")
             error = codec.error(UpstreamCode.SESSION_ERROR, exc.message)
             await send({"type": "websocket.send", "text": error})
             await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
