@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -75,3 +77,24 @@ def test_one_pool_per_registry() -> None:
     EnvPool(AsyncEchoEnv, LocalProcessProvider("envs.echo_env"), 1, registry=registry)
     with pytest.raises(ValueError, match="Duplicated"):
         EnvPool(AsyncEchoEnv, LocalProcessProvider("envs.echo_env"), 1, registry=registry)
+
+
+async def test_a_sync_client_counts_too(echo_server: str) -> None:
+    from envs.echo_env import EchoEnv
+    from openenv.exceptions import InvalidActionError
+
+    registry = CollectorRegistry()
+
+    def calls() -> None:  # off the loop that serves echo_server
+        with EchoEnv(echo_server, metrics=CallMetrics(registry)) as env:
+            env.reset()
+            env.step(EchoAction(message="x"))
+            env.state()
+            with pytest.raises(InvalidActionError):
+                env.call_tool("no_such_tool")
+
+    await asyncio.to_thread(calls)
+    found = samples(registry)
+    for kind in ("reset", "step", "state", "tool"):
+        assert found["openenv_client_calls_total", frozenset({("kind", kind)})] == 1
+    assert found["openenv_client_call_failures_total", frozenset({("kind", "tool")})] == 1
