@@ -65,3 +65,36 @@ async def test_sessionless_mcp_requests_get_a_fresh_env_each(mcp_url: str) -> No
         assert written.structured_content == {"path": "a", "size": 1}
         listed = await client.call_tool("list", {})
         assert listed.structured_content == {"result": []}  # another env: nothing written
+
+
+async def test_the_terminal_envs_tools_over_mcp() -> None:
+    from envs.terminal_env import AsyncTerminalEnv
+
+    # A local server process on loopback TCP with a token (from_process makes one): no
+    # sandbox, a test of the tools only.
+    env = await AsyncTerminalEnv.from_process(transport="tcp")
+    try:
+        url = env.endpoint.url.replace("ws://", "http://").removesuffix("/ws") + "/mcp"
+        token = env.endpoint.token
+        assert token is not None
+        transport = mcp.client.streamable_http.streamable_http_client
+        async with (
+            mcp_http_client(token) as http,
+            mcp.Client(transport(url, http_client=http), mode="legacy") as client,
+        ):
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert {"exec", "read_file", "write_file"} <= names
+            await client.call_tool("write_file", {"path": "hi.txt", "content": "over MCP\n"})
+            ran = await client.call_tool("exec", {"command": "cat hi.txt"})
+            assert not ran.is_error
+            assert ran.structured_content["stdout"] == "over MCP\n"
+            assert ran.structured_content["exit_code"] == 0
+    finally:
+        await env.close()
+
+
+def mcp_http_client(token: str) -> Any:
+    """An HTTP client for the SDK's transport (httpx2, the SDK's own), presenting the token."""
+    import httpx2
+
+    return httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
