@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
 PAGES = sorted(
     [REPO / "README.md", *(REPO / "docs").rglob("*.md"), *(REPO / "envs").glob("*/README.md")]
 )
@@ -102,3 +103,15 @@ def test_block_runs_as_written(block: Block, request: pytest.FixtureRequest) -> 
         assert any(line == expected for line in lines), (
             f"{block.where} should print {expected!r}; it printed:\n{done.stdout}"
         )
+
+
+_LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)\s]*)?\)")
+
+
+def test_the_readmes_links_lead_somewhere() -> None:
+    """mkdocs --strict checks the manual's links (make docs); the README is not in the manual,
+    so its links to local files are checked here."""
+    targets = [t for t in _LINK.findall(README.read_text()) if "://" not in t]
+    assert targets
+    missing = [t for t in targets if not (REPO / t).exists()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"
