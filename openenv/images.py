@@ -35,6 +35,7 @@ import aiodocker
 
 from openenv.exceptions import BuildError, EnvNotFoundError
 from openenv.progress import Progress
+from openenv.providers.docker import TOKEN_FILE_LABEL
 from openenv.registry import image_name, resolve
 
 __all__ = [
@@ -264,6 +265,9 @@ async def _build(
         "t": tag,
         "dockerfile": "Dockerfile",
         "buildargs": json.dumps({"BASE_IMAGE": base_image, "OPENENV_BUILD": build_id}),
+        # Its server reads OPENENV_TOKEN_FILE: providers hand it the token in a file, not in
+        # the container's environment (which its init process, the env's user, can read).
+        "labels": json.dumps({TOKEN_FILE_LABEL: "true"}),
         "networkmode": "none",  # hermetic: everything comes from the wheelhouse
         "rm": "1",
         "forcerm": "1",

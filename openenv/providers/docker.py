@@ -37,7 +37,10 @@ from openenv.providers.base import Provider, ServerHandle
 from openenv.providers.listing import record_server
 from openenv.providers.owners import mark_owned, owner_labels
 
-__all__ = ["DockerOptions", "LocalDockerProvider", "parse_bytes"]
+__all__ = ["TOKEN_FILE_LABEL", "DockerOptions", "LocalDockerProvider", "parse_bytes"]
+
+#: On an image whose server reads ``OPENENV_TOKEN_FILE`` (``openenv build`` sets it).
+TOKEN_FILE_LABEL = "org.openenv.token-file"
 
 _SOCKET_DIR = "/run/openenv"
 _CONTAINER_PORT = 8000
@@ -294,6 +297,16 @@ class LocalDockerProvider(Provider):
             shared.chmod(0o777)  # not root, or a named user: let anyone inside write there
         return parent
 
+    def _write_token(self, path: Path, token: str) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(token)
+        uid, _, gid = self.user.partition(":")
+        try:
+            os.chown(path, int(uid), int(gid or uid))
+        except (PermissionError, ValueError):
+            path.chmod(0o644)  # as for its directory: the private parent keeps others out
+
     async def _image_labels(self, docker: aiodocker.Docker) -> dict[str, str]:
         """The image's labels (read once; {} when the image is missing: create says so)."""
         if self._labels is None:
@@ -308,6 +321,7 @@ class LocalDockerProvider(Provider):
         self, workdir: Path, token: str | None, labels: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
         command = ["openenv", "serve", "--ready-file", f"{_SOCKET_DIR}/ready"]
+        labels = labels or {}
         env = dict(self.env)
         if self.transport == "unix":
             command += ["--uds", f"{_SOCKET_DIR}/env.sock"]
@@ -320,8 +334,13 @@ class LocalDockerProvider(Provider):
             command += ["--host", "0.0.0.0", "--port", str(_CONTAINER_PORT)]
             if token is None:
                 command.append("--insecure-no-token")  # published on 127.0.0.1 only
-        env["OPENENV_TOKEN"] = token or ""
-        labels = labels or {}
+        if token is not None and labels.get(TOKEN_FILE_LABEL) == "true":
+            # In a file its server reads and removes at start-up, not in the environment:
+            # the container's init process keeps its environment, and runs as the env's user.
+            env["OPENENV_TOKEN_FILE"] = f"{_SOCKET_DIR}/token"
+            self._write_token(workdir / "run" / "token", token)
+        else:  # an image built before its server read token files
+            env["OPENENV_TOKEN"] = token or ""
         size = self.scratch_size or labels.get("org.openenv.scratch-size") or "64m"
         runnable = self.scratch_exec
         if runnable is None:

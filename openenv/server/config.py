@@ -18,8 +18,18 @@ _hidden: dict[str, str] = {}  # OPENENV_TOKEN, once hide_token() took it out of 
 def hide_token() -> None:
     """Take ``OPENENV_TOKEN`` out of ``os.environ`` into this process's memory, before any env
     code is imported: what the env starts (interpreters, shells, tools) then inherits no
-    token. ``ServerConfig.from_env()`` still finds it. Idempotent."""
+    token. ``ServerConfig.from_env()`` still finds it. Idempotent.
+
+    ``OPENENV_TOKEN_FILE`` names a file holding the token instead (how containers get it: a
+    container's environment is readable by its init process's user, the env's too); the file
+    is read and removed.
+    """
     token = os.environ.pop("OPENENV_TOKEN", None)
+    path = os.environ.pop("OPENENV_TOKEN_FILE", None)
+    if path:
+        with open(path) as file:
+            token = file.read().strip()
+        os.unlink(path)
     if token:  # an empty one means no token
         _hidden["token"] = token
 
@@ -52,10 +62,9 @@ class ServerConfig:
             never).
         handshake_timeout: seconds a new connection (and each later request's head) may take
             to send its request line and headers; a slower or silent one is closed.
-        max_pending: connections that have not sent a whole request head yet; one more
-            closes the oldest of them, so silent connections cannot crowd out real clients.
         max_connections: open connections of any kind (None: the file-descriptor limit less
-            64); past it a new connection closes the oldest pending one, or gets 503.
+            64); past it a new connection closes the oldest one still waiting for its request
+            (silent connections cannot crowd out real clients), or gets 503.
         max_header_bytes: request line and headers of one request; more is answered 431 (a
             single line is capped at 8 KiB, websockets' own limit).
         max_forks_per_request: copies one ``fork`` request may ask for.
@@ -72,7 +81,6 @@ class ServerConfig:
     metrics: bool = True
     session_idle_timeout: float | None = 300.0
     handshake_timeout: float | None = 10.0
-    max_pending: int = 64
     max_connections: int | None = None
     max_header_bytes: int = 64 * 1024
     max_forks_per_request: int = 16
@@ -83,7 +91,7 @@ class ServerConfig:
         """Read ``OPENENV_MAX_SESSIONS``, ``OPENENV_MAX_FRAME_BYTES``, ``OPENENV_PING_INTERVAL``,
         ``OPENENV_PING_TIMEOUT``, ``OPENENV_STEP_TIMEOUT``, ``OPENENV_TOKEN``,
         ``OPENENV_FORK_TICKET_TTL``, ``OPENENV_METRICS`` (0: off),
-        ``OPENENV_SESSION_IDLE_TIMEOUT``, ``OPENENV_HANDSHAKE_TIMEOUT``, ``OPENENV_MAX_PENDING``,
+        ``OPENENV_SESSION_IDLE_TIMEOUT``, ``OPENENV_HANDSHAKE_TIMEOUT``,
         ``OPENENV_MAX_CONNECTIONS``, ``OPENENV_MAX_HEADER_BYTES``,
         ``OPENENV_MAX_FORKS_PER_REQUEST`` and ``OPENENV_MAX_PARKED_FORKS``; a value of 0 turns a
         time limit off."""
@@ -107,7 +115,6 @@ class ServerConfig:
             handshake_timeout=_optional_float(
                 env.get("OPENENV_HANDSHAKE_TIMEOUT"), default.handshake_timeout
             ),
-            max_pending=int(env.get("OPENENV_MAX_PENDING", default.max_pending)),
             max_connections=int(env["OPENENV_MAX_CONNECTIONS"])
             if env.get("OPENENV_MAX_CONNECTIONS")
             else None,

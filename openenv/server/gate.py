@@ -6,10 +6,11 @@ the same public seam as our ``ws``) and looks at the bytes before its parser doe
 - **A time limit on request heads.** A new connection must send its request line and headers
   within ``handshake_timeout`` (so must each later request on a kept-alive connection, from its
   first byte); a silent or slow one is closed.
-- **Room for real clients.** At most ``max_pending`` connections may be waiting for their head;
-  one more closes the oldest of them. At ``max_connections`` (below the file-descriptor limit,
-  so the server never runs out and stops accepting) a new connection closes the oldest
-  pending one, or is answered 503 when none is pending.
+- **Room for real clients.** At ``max_connections`` (below the file-descriptor limit, so the
+  server never runs out and stops accepting) a new connection closes the oldest connection
+  still waiting for its request head, or is answered 503 when none is waiting. Silent
+  connections are thus the first to go, and a burst of real clients (a pool opening hundreds
+  of sessions at once) is never cut short below the limit.
 - **Capped heads.** A request line or header line over 8 KiB, or a head over
   ``max_header_bytes``, is answered 431, WebSocket upgrades included, before the parser
   ever sees it (httptools' time grows with the square of a huge header).
@@ -80,7 +81,6 @@ class Gate:
             inner = AutoHTTPProtocol
         self.inner = inner
         self.handshake_timeout = config.handshake_timeout
-        self.max_pending = max(1, config.max_pending)
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         fd_room = max(16, soft - _FD_HEADROOM) if soft != resource.RLIM_INFINITY else 1 << 20
         self.max_connections = min(config.max_connections or fd_room, fd_room)
@@ -95,8 +95,6 @@ class Gate:
 
     def _wait_for_head(self, connection: GatedConnection) -> None:
         self.pending[connection] = None
-        while len(self.pending) > self.max_pending:
-            next(iter(self.pending)).evict("too many connections waiting for a request")
 
     def _got_head(self, connection: GatedConnection) -> None:
         self.pending.pop(connection, None)
