@@ -9,7 +9,7 @@ from typing import Any, TypeVar, Unpack
 
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from openenv.client.base import CLOSE_TIMEOUT_S, BaseEnvClient, ClientOptions, Request
+from openenv.client.base import CLOSE_TIMEOUT_S, STALE, BaseEnvClient, ClientOptions, Request
 from openenv.client.connection import Connection
 from openenv.client.turns import Turns
 from openenv.endpoint import Endpoint
@@ -226,9 +226,10 @@ class AsyncEnvClient(BaseEnvClient[ActT, ObsT, StateT]):
         try:
             ws = self._ws if self._ws is not None and not self._closed else await self._connection()
             self._deadline.start()  # it ends when the reply is in
-            reply = self._reply(await ws.request(self._encode_binary(request)), request.id)
-            while reply is None:  # a late reply to an earlier call: dropped
-                reply = self._reply(await ws.recv(), request.id)
+            frame = await ws.request(self._encode_binary(request))
+            answer = self._answer(frame, request.id, step_result)
+            while answer is STALE:  # a late reply to an earlier call: dropped
+                answer = self._answer(await ws.recv(), request.id, step_result)
         except asyncio.CancelledError:
             if getattr(self._codec, "lockstep", False):
                 self._abandon()  # no ids: a late reply would pass for the next one's
@@ -240,7 +241,7 @@ class AsyncEnvClient(BaseEnvClient[ActT, ObsT, StateT]):
             raise self._error(exc, request) from exc
         finally:
             turns.release()
-        return self._outcome(reply, step_result)
+        return answer
 
     def _abandon(self) -> None:
         """Drop the connection: the session can no longer be trusted (a pool replaces it)."""

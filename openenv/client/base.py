@@ -63,6 +63,7 @@ from openenv.types import (
 __all__ = [
     "CLOSE_TIMEOUT_S",
     "DEFAULT_MAX_FRAME_BYTES",
+    "STALE",
     "BaseEnvClient",
     "ClientOptions",
     "Request",
@@ -78,6 +79,7 @@ CLOSE_TIMEOUT_S = 2.0  # for the closing handshake, after which the connection i
 _PROTOCOLS = ("auto", "openenv", "upstream")
 
 Request = Reset | Step[Any] | GetState | ListTools | CallTool | Fork
+STALE: Any = object()  # a reply to an earlier request, dropped (see ``BaseEnvClient._answer``)
 
 
 class ClientOptions(TypedDict, total=False):
@@ -214,26 +216,21 @@ class BaseEnvClient(Generic[ActT, ObsT, StateT]):
             )
         return Step(next(self._ids), action)
 
-    def _reply(self, frame: bytes | str, request_id: int) -> Any:
-        """The reply ``frame`` holds if it answers request ``request_id``; None if it answers
-        an earlier request (one that timed out or was cancelled: it is dropped)."""
+    def _answer(self, frame: bytes | str, request_id: int, step_result: bool) -> Any:
+        """What a call returns for the reply in ``frame``: the reply, or a :class:`StepResult`
+        if ``step_result``; :data:`STALE` if it answers an earlier request (one that timed out
+        or was cancelled: it is dropped). Raises the error an ``Error`` reply carries."""
         try:  # the hot path: one msgspec call
             reply = self._decode_binary(frame)  # type: ignore[arg-type]
         except Exception:
             reply = self._decode(frame)  # a text frame, or says what is wrong
         reply_id = getattr(reply, "id", None)
-        if reply_id == request_id:
-            return reply
-        if isinstance(reply, Error) and reply_id is None:
-            raise remote_error(reply.code, reply.message)  # a session-level error, e.g. capacity
-        if reply_id is None or reply_id > request_id:
-            raise ProtocolError(f"reply {reply!r} does not answer request {request_id}")
-        return None
-
-    @staticmethod
-    def _outcome(reply: Any, step_result: bool) -> Any:
-        """What a call returns for ``reply``: a :class:`StepResult` if ``step_result``;
-        raises the error an ``Error`` reply carries."""
+        if reply_id != request_id:
+            if isinstance(reply, Error) and reply_id is None:
+                raise remote_error(reply.code, reply.message)  # session-level, e.g. capacity
+            if reply_id is None or reply_id > request_id:
+                raise ProtocolError(f"reply {reply!r} does not answer request {request_id}")
+            return STALE
         if reply.__class__ is Error:
             raise remote_error(reply.code, reply.message, reply.id)
         if not step_result:

@@ -24,11 +24,16 @@ from typing import Any, ClassVar, TypeVar, Unpack
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from openenv.client.async_client import AsyncEnvClient
-from openenv.client.base import CLOSE_TIMEOUT_S, BaseEnvClient, ClientOptions, Request
+from openenv.client.base import CLOSE_TIMEOUT_S, STALE, BaseEnvClient, ClientOptions, Request
 from openenv.client.portal import run_sync
 from openenv.client.sync_connection import SyncConnection
 from openenv.endpoint import Endpoint
-from openenv.exceptions import ConnectionLostError, InheritedSessionError, NotSupportedError
+from openenv.exceptions import (
+    ConnectionLostError,
+    InheritedSessionError,
+    NotSupportedError,
+    OpenEnvError,
+)
 from openenv.protocol import (
     CallTool,
     Close,
@@ -211,19 +216,22 @@ class EnvClient(BaseEnvClient[ActT, ObsT, StateT]):
             seconds = self._deadline.seconds
             due = None if seconds is None else time.monotonic() + seconds
             try:
-                reply = self._reply(ws.request(self._encode_binary(request), due), request.id)
-                while reply is None:  # a late reply to an earlier call: dropped
-                    reply = self._reply(ws.recv(due), request.id)
+                frame = ws.request(self._encode_binary(request), due)
+                answer = self._answer(frame, request.id, step_result)
+                while answer is STALE:  # a late reply to an earlier call: dropped
+                    answer = self._answer(ws.recv(due), request.id, step_result)
             except TimeoutError as exc:  # the reply may still come: the next call drops it
                 self._abandon_if_lockstep()
                 raise self._error(exc, request) from None
             except (ConnectionClosed, OSError) as exc:
                 self._lost = True
                 raise self._error(exc, request) from exc
+            except OpenEnvError:  # the server's answer (an error reply): the session goes on
+                raise
             except BaseException:  # Ctrl-C, say: as a timeout, and the interruption goes on
                 self._abandon_if_lockstep()
                 raise
-        return self._outcome(reply, step_result)
+        return answer
 
     def _abandon_if_lockstep(self) -> None:
         """After a call that got no reply: a dialect without ids cannot tell a late reply
