@@ -316,6 +316,8 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         for data in writes:
+            if transport.is_closing():
+                return  # the peer ended the stream first: the handshake or recv reports it
             if data:
                 transport.write(data)
             elif transport.can_write_eof():
