@@ -84,7 +84,7 @@ def test_no_orphan_when_the_client_process_dies(how: signal.Signals, tmp_path: P
         from envs.echo_env import EchoEnv
         env = EchoEnv.from_process()
         env.reset()
-        print(env._async.endpoint, flush=True)
+        print(env.endpoint, flush=True)
         time.sleep(60)
         """
     )
