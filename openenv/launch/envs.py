@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, Unpack
 
+from openenv.cleanup import exit_on_sigterm
 from openenv.client.async_client import AsyncEnvClient
 from openenv.client.portal import run_sync
 from openenv.client.sync_client import EnvClient
@@ -106,6 +107,8 @@ class Env(EnvClient[ActT, ObsT, StateT]):
         """Start a server on ``provider`` and connect; the provider closes with the client
         (see :meth:`AsyncEnv.from_provider`). Starting and stopping run on the process's
         client loop (``openenv.client.portal``); the session itself needs none."""
+        if provider.handle_sigterm:
+            exit_on_sigterm()  # here: the loop's thread cannot install a signal handler
         try:
             server = run_sync(provider.start())
             client = cls(server.endpoint, on_close=provider.close, **client_options)

@@ -34,7 +34,15 @@ class Provider(ABC):
 
     Providers are async context managers; leaving the block stops everything they started.
     They know nothing of clients: they hand out endpoints, and ``openenv.launch`` connects.
+
+    Attributes:
+        handle_sigterm: whether starting a server makes SIGTERM unwind the program like Ctrl-C
+            (:func:`openenv.cleanup.exit_on_sigterm`), so that what it started is removed.
+            Only the main thread can install that handler: sync launchers, whose servers start
+            on the client loop's thread, install it in the caller's thread.
     """
+
+    handle_sigterm: bool = False
 
     @abstractmethod
     async def start(self) -> ServerHandle:

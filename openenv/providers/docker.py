@@ -172,7 +172,7 @@ class LocalDockerProvider(Provider):
         self.startup_timeout = startup_timeout
         self.pool = pool or uuid.uuid4().hex[:12]
         self._docker_url = docker_url
-        self._handle_sigterm = handle_sigterm
+        self.handle_sigterm = handle_sigterm
         self._docker: aiodocker.Docker | None = None
         self._containers: dict[str, _Container] = {}
         self._handles: dict[str, ServerHandle] = {}
@@ -279,7 +279,7 @@ class LocalDockerProvider(Provider):
     def _client(self) -> aiodocker.Docker:
         if self._docker is None:
             self._docker = aiodocker.Docker(url=self._docker_url)
-            if self._handle_sigterm:
+            if self.handle_sigterm:
                 exit_on_sigterm()
         return self._docker
 

@@ -85,12 +85,12 @@ class LocalProcessProvider(Provider):
         self.auth = auth
         self.startup_timeout = startup_timeout
         self.python = python
-        self._handle_sigterm = handle_sigterm
+        self.handle_sigterm = handle_sigterm
         self._children: dict[str, _Child] = {}
         self._handles: dict[str, ServerHandle] = {}
 
     async def start(self) -> ServerHandle:
-        if self._handle_sigterm:
+        if self.handle_sigterm:
             exit_on_sigterm()
         workdir = Path(tempfile.mkdtemp(prefix="openenv-"))
         mark_owned(workdir, "process")  # so that `openenv prune` removes it after a SIGKILL
