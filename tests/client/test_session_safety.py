@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from envs.coding_env import AsyncCodingEnv, CodeAction
+from envs.coding_env import AsyncCodingEnv, CodeAction, CodingEnv
 from envs.echo_env import AsyncEchoEnv, EchoAction, EchoEnv
 from openenv import (
     ActionTypeError,
@@ -70,3 +70,11 @@ async def test_a_generic_client_checks_no_action_type(echo_server: str) -> None:
         await client.reset()
         result = await client.step({"message": "as a dict"})  # type: ignore[arg-type]
         assert result.observation.metadata == {}
+
+
+def test_a_sync_client_of_another_env_names_itself() -> None:
+    with EchoEnv.from_process(auth=False) as echo:
+        client = CodingEnv(echo.endpoint)
+        with pytest.raises(EnvMismatchError, match=r"^CodingEnv expects an env whose action is"):
+            client.connect()
+        client.close()
