@@ -55,3 +55,12 @@ async def test_the_env_code_cannot_read_the_token(tmp_path: Path) -> None:
         async with AsyncEchoEnv(server.url, token=TOKEN) as env:
             metadata = (await env.reset()).observation.metadata
     assert metadata == {"token_in_environ": False, "dumpable": 0}
+
+
+def test_the_envs_that_run_code_say_so() -> None:
+    from envs.coding_env.server.coding_environment import CodingEnvironment
+    from envs.echo_env.server.echo_environment import EchoEnvironment
+    from envs.terminal_env.server.terminal_environment import TerminalEnvironment
+
+    assert CodingEnvironment.runs_code and TerminalEnvironment.runs_code
+    assert not EchoEnvironment.runs_code

@@ -114,6 +114,7 @@ class TerminalEnvironment(Environment[TerminalAction, TerminalObservation, Termi
     """
 
     name = "terminal_env"
+    runs_code = True  # a shell: serve() wants a token for it on a unix socket
     forkable = False
 
     def __init__(
