@@ -58,6 +58,7 @@ __all__ = [
     "ARRAY_EXT",
     "FORK_SCHEME",
     "PROTOCOL_VERSION",
+    "REQUEST_KINDS",
     "SCALAR_EXT",
     "SUBPROTOCOL",
     "CallTool",
@@ -181,6 +182,18 @@ class Close(_Message, tag="close"):
 
 
 # Replies, server -> client.
+
+
+#: The kind of each request, as metrics and spans name it on both ends.
+REQUEST_KINDS: dict[type[_Message], str] = {
+    Reset: "reset",
+    Step: "step",
+    GetState: "state",
+    ListTools: "tool",
+    CallTool: "tool",
+    Fork: "fork",
+    Close: "close",
+}
 
 
 class Hello(_Message, tag="hello"):

@@ -36,6 +36,7 @@ from openenv.observability import tracing
 from openenv.observability.calls import CallMetrics
 from openenv.protocol import (
     PROTOCOL_VERSION,
+    REQUEST_KINDS,
     SUBPROTOCOL,
     CallTool,
     Codec,
@@ -259,7 +260,7 @@ class BaseEnvClient(Generic[ActT, ObsT, StateT]):
     def _observing(self, request: Request) -> Iterator[None]:
         """Around a call when ``_observed``: a span whose context travels with the request,
         and the call counted in ``metrics``."""
-        kind = _KINDS[type(request)]
+        kind = REQUEST_KINDS[type(request)]
         metrics, tracer = self.metrics, self._tracer
         began = perf_counter()
         try:
@@ -447,14 +448,6 @@ def _connection_lost(exc: ConnectionClosed, endpoint: Endpoint) -> ConnectionLos
     )
 
 
-_KINDS = {  # metrics and spans
-    Reset: "reset",
-    Step: "step",
-    GetState: "state",
-    ListTools: "tool",
-    CallTool: "tool",
-    Fork: "fork",
-}
 _REQUEST_NAMES = {  # errors
     Reset: "reset",
     Step: "step",

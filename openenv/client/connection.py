@@ -28,6 +28,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from openenv.client.frames import Reassembly
 from openenv.endpoint import Endpoint
 
 __all__ = ["Connection"]
@@ -36,7 +37,7 @@ _MAX_QUEUED = 16  # unread messages before the transport stops reading
 _BINARY = Opcode.BINARY
 
 
-class Connection(asyncio.Protocol):
+class Connection(Reassembly, asyncio.Protocol):
     """An open WebSocket to an env server; made by :meth:`open`.
 
     ``recv`` raises websockets' ``ConnectionClosed`` (with the close frames exchanged, if any)
@@ -274,21 +275,6 @@ class Connection(asyncio.Protocol):
             self._handshake_done.set_result(None)
         else:
             self._handshake_done.set_exception(self._closed_error())
-
-    def _frame(self, frame: Frame) -> None:
-        opcode = frame.opcode
-        data = cast(bytes, frame.data)  # frames parsed from the network carry bytes
-        if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
-            if frame.fin:
-                self._deliver(data, opcode is Opcode.TEXT)
-            else:
-                self._fragments = [data]
-                self._fragmented_text = opcode is Opcode.TEXT
-        elif opcode is Opcode.CONT:
-            self._fragments.append(data)
-            if frame.fin:
-                data, self._fragments = b"".join(self._fragments), []
-                self._deliver(data, self._fragmented_text)
 
     def _deliver(self, data: bytes, text: bool) -> None:
         message: bytes | str = data

@@ -29,6 +29,7 @@ from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from openenv.client import keepalive
+from openenv.client.frames import Reassembly
 from openenv.endpoint import Endpoint
 
 __all__ = ["SyncConnection"]
@@ -40,7 +41,7 @@ _read_buffers = threading.local()
 _BINARY = Opcode.BINARY
 
 
-class SyncConnection:
+class SyncConnection(Reassembly):
     """An open WebSocket to an env server, for blocking calls; made by :meth:`open`.
 
     ``request`` and ``recv`` raise websockets' ``ConnectionClosed`` once the connection is
@@ -237,21 +238,6 @@ class SyncConnection:
                 self._eof = True
         if self._eof or protocol.state is State.CLOSED:
             self.abort()  # the end of the stream, or of the closing handshake: the socket's too
-
-    def _frame(self, frame: Frame) -> None:
-        opcode = frame.opcode
-        data = cast(bytes, frame.data)  # frames parsed from the network carry bytes
-        if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
-            if frame.fin:
-                self._deliver(data, opcode is Opcode.TEXT)
-            else:
-                self._fragments = [data]
-                self._fragmented_text = opcode is Opcode.TEXT
-        elif opcode is Opcode.CONT:
-            self._fragments.append(data)
-            if frame.fin:
-                data, self._fragments = b"".join(self._fragments), []
-                self._deliver(data, self._fragmented_text)
 
     def _deliver(self, data: bytes, text: bool) -> None:
         if not text:

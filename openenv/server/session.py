@@ -11,6 +11,7 @@ from typing import Any, cast
 from openenv.exceptions import InvalidActionError
 from openenv.observability import tracing
 from openenv.protocol import (
+    REQUEST_KINDS,
     CallTool,
     Close,
     CloseCode,
@@ -167,7 +168,7 @@ class Session:
         tracer = self._tracer
         if tracer is None or request.__class__ is Close:
             return self._serve(request, frame)
-        name = _KINDS[request.__class__]
+        name = REQUEST_KINDS[request.__class__]
         span = tracer.start_span(
             f"openenv.{name}",
             context=tracing.parent(request.trace),
@@ -191,7 +192,7 @@ class Session:
     def _serve(self, request: Any, frame: bytes | str) -> Reply:
         metrics = self._metrics
         if metrics is not None:
-            metrics.requests[_KINDS[request.__class__], "openenv"] += 1
+            metrics.requests[REQUEST_KINDS[request.__class__], "openenv"] += 1
         if isinstance(request, Step):
             if not self._was_reset:
                 return self._out(_not_reset(request.id), frame)
@@ -426,13 +427,4 @@ def _stepped(request_id: int, observation: Any) -> Result[Any]:
     return Result(id=request_id, observation=observation)
 
 
-_KINDS = {
-    Reset: "reset",
-    Step: "step",
-    GetState: "state",
-    ListTools: "tool",
-    CallTool: "tool",
-    Fork: "fork",
-    Close: "close",
-}
 _STEP = ("step", "openenv")
