@@ -261,6 +261,7 @@ async def _build(
 ) -> None:
     build_id = uuid.uuid4().hex
     have_base = await _exists(docker, base_image)
+    replaced = await _image_id(docker, tag)
     params = {
         "t": tag,
         "dockerfile": "Dockerfile",
@@ -292,6 +293,8 @@ async def _build(
                 text = str(event.get("stream", "")).strip()
                 if text.startswith("Step "):
                     progress.update(description=f"{tag}: {text}")
+        if replaced is not None and replaced != await _image_id(docker, tag):
+            await _remove_replaced(docker, replaced)
     finally:
         await _remove_stage_images(docker, build_id)
 
@@ -313,6 +316,23 @@ async def _exists(docker: aiodocker.Docker, image: str) -> bool:
     except aiodocker.DockerError:
         return False
     return True
+
+
+async def _image_id(docker: aiodocker.Docker, image: str) -> str | None:
+    try:
+        return str((await docker.images.inspect(image))["Id"])
+    except aiodocker.DockerError:
+        return None
+
+
+async def _remove_replaced(docker: aiodocker.Docker, image_id: str) -> None:
+    """Remove the image ``tag`` named before this build, which the build left untagged: each
+    rebuild would otherwise leave one more dangling ``<none>`` image. Not forced, so Docker
+    keeps it while a container uses it or another tag names it."""
+    try:
+        await docker.images.delete(image_id)
+    except aiodocker.DockerError:
+        pass  # in use, or named by another tag: not ours to remove
 
 
 async def _remove_stage_images(docker: aiodocker.Docker, build_id: str) -> None:

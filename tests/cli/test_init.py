@@ -195,8 +195,25 @@ async def test_openenv_build_makes_an_image_that_serves(demo: Any, tmp_path: Pat
             assert (await env.reset(seed=7)).observation.attempts_left == 10
             result = await env.step(demo.DemoAction(guess=50))
             assert result.observation.hint in ("higher", "lower", "correct")
+        # A rebuild after a change removes the image the tag named before (no <none> left).
+        first = image_id(tag)
+        readme = tmp_path / "demo_env" / "README.md"
+        readme.write_text(readme.read_text() + "\nchanged\n")
+        done = run(
+            "build", "demo_env", "--tag", tag, "--base-image", base, cwd=tmp_path, timeout=580
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert image_id(tag) not in (None, first)
+        assert image_id(first) is None, "the replaced image was left behind"
     finally:
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, timeout=60)
+
+
+def image_id(image: str | None) -> str | None:
+    inspected = subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{.Id}}", str(image)], capture_output=True, text=True
+    )
+    return inspected.stdout.strip() if inspected.returncode == 0 else None
 
 
 def test_envs_placed_in_the_repo_work_too(tmp_path: Path) -> None:
