@@ -58,19 +58,20 @@ async def run_chaos(
     killed: list[str] = []
 
     tags = itertools.count(1)
-    # Kills happen at random moments spread over the first 80% of the run (as the episode
-    # attempts numbered in kill_at begin), each hitting a random live server while the other
-    # sessions are mid-episode: their episodes fail and are retried elsewhere. Every attempt
-    # up to that point is reached, so exactly kills_planned servers die.
-    kill_at = set(rng.sample(range(episodes // 10, max(episodes * 8 // 10, 2)), kills_planned))
+    # Kills happen at random moments spread over the first 80% of the run (after the first step
+    # of the episode attempts numbered in kill_at), each hitting a live server while the other
+    # sessions are mid-episode: their episodes fail and are retried elsewhere. The first kill
+    # hits the killing episode's own server, so at least one episode surely dies mid-way, and
+    # every attempt up to that point is reached, so exactly kills_planned servers die.
+    kill_at = sorted(rng.sample(range(episodes // 10, max(episodes * 8 // 10, 2)), kills_planned))
 
     async def episode(env: AsyncEchoEnv) -> int:
         nonlocal mismatches
         tag = next(tags)
-        if tag in kill_at:
-            await kill_one()
         await env.reset()
         for step in range(steps):
+            if step == min(1, steps - 1) and tag in kill_at:
+                await kill_one(env if tag == kill_at[0] else None)
             message = f"{tag}:{step}:{rng.random()}"
             result = await env.step(EchoAction(message=message))
             if result.observation.echoed_message != message:
@@ -78,9 +79,10 @@ async def run_chaos(
                 raise Mismatch(f"sent {message!r}, got {result.observation.echoed_message!r}")
         return steps
 
-    async def kill_one() -> None:
+    async def kill_one(own: AsyncEchoEnv | None) -> None:
         alive = [s for s in provider.running() if s.id not in killed]
-        victim = rng.choice(alive)
+        mine = [s for s in alive if own is not None and str(s.endpoint) == str(own.endpoint)]
+        victim = mine[0] if mine else rng.choice(alive)
         killed.append(victim.id)
         await provider.kill(victim)
 
